@@ -1,0 +1,266 @@
+"""The ``img2latex`` command line: prepare | train | predict | evaluate | render."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _add_prepare(sub) -> None:
+    p = sub.add_parser("prepare", help="build a data set folder in the im2latex-100k layout")
+    p.add_argument("out", type=Path, help="output folder")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--formulas", type=Path, help="a formula list (one per line) to render")
+    source.add_argument("--synthetic", type=int, metavar="N", help="render N synthetic formulas")
+    source.add_argument("--im2latex", type=Path, metavar="DIR",
+                        help="an im2latex-100k folder: re-render its formulas")
+    p.add_argument("--split", default="matching.txt", help="split file of --im2latex")
+    p.add_argument("--renderer", choices=["latex", "mathtext"], default=None,
+                   help="default: latex when pdflatex is installed, else mathtext")
+    p.add_argument("--template", choices=["im2latex", "amsmath"], default="im2latex")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N formulas")
+    p.add_argument("--sample", type=int, default=None,
+                   help="use N formulas drawn at random (with --seed)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=2)
+
+
+def _add_model_flags(p) -> None:
+    """The seed's flag names for the hyperparameters."""
+    from .model import Config
+
+    defaults = Config()
+    for name in ("embedding_dim", "decoder_units", "enc_out_dim", "attention_head_size",
+                 "max_len", "num_epochs", "batch_size", "image_height", "checkpoint_every",
+                 "warmup_steps", "attention_heads", "seed"):
+        p.add_argument(f"--{name}", type=int, default=getattr(defaults, name))
+    for name in ("dropout", "lr", "label_smoothing"):
+        p.add_argument(f"--{name}", type=float, default=getattr(defaults, name))
+    p.add_argument("--cnn_widths", type=lambda s: tuple(int(x) for x in s.split(",")),
+                   default=defaults.cnn_widths, help="comma-separated, e.g. 16,32,64,64,128")
+    p.add_argument("--cnn_pools", type=lambda s: tuple(int(x) for x in s.split(",")),
+                   default=defaults.cnn_pools, help="pooling after each CNN block, e.g. 2,2,2,1,1")
+    p.add_argument("--save_dir", default=defaults.save_dir)
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train a model (flags as in the seed)")
+    p.add_argument("--data", nargs="+", required=True,
+                   help="data set folder(s), each optionally with formula ids and a repeat "
+                   "count: DIR, DIR:0-6974, DIR:0-6974x3")
+    p.add_argument("--val", default=None, help="validation data set folder (DIR or DIR:A-B)")
+    p.add_argument("--val_limit", type=int, default=100, help="validation images decoded")
+    p.add_argument("--vocab", type=Path, default=None, help="vocab.json (default: build one)")
+    p.add_argument("--min_freq", type=int, default=2)
+    p.add_argument("--augment", action="store_true", help="augment training images")
+    p.add_argument("--resume", action="store_true", help="continue from SAVE_DIR/last")
+    p.add_argument("--init", type=Path, default=None, help="warm start from a checkpoint")
+    p.add_argument("--max_steps", type=int, default=None)
+    p.add_argument("--distribute", action="store_true",
+                   help="data-parallel over all local devices")
+    _add_model_flags(p)
+
+
+def _add_predict(sub) -> None:
+    p = sub.add_parser("predict", help="LaTeX of image files")
+    p.add_argument("images", nargs="+", type=Path)
+    p.add_argument("--checkpoint", type=Path, default=None, help="default: the shipped model")
+    p.add_argument("--beam", type=int, default=1, help="beam size (1 = greedy)")
+    p.add_argument("--temperature", type=float, default=None, help="sample instead")
+    p.add_argument("--render", action="store_true", help="save IMAGE.pred.png: input above "
+                   "the rendered prediction")
+    p.add_argument("--format", choices=["tsv", "json"], default=None,
+                   help="output for several images (default tsv)")
+    p.add_argument("--batch_size", type=int, default=16)
+
+
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser("evaluate", help="metrics of a checkpoint on a data set")
+    p.add_argument("dataset", type=Path)
+    p.add_argument("--split", default="matching.txt")
+    p.add_argument("--checkpoint", type=Path, default=None)
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--first_id", type=int, default=None, help="only formula ids >= this")
+    p.add_argument("--beam", type=int, nargs="+", default=[1])
+    p.add_argument("--image_match", action="store_true",
+                   help="also render and compare (needs pdflatex)")
+
+
+def _add_render(sub) -> None:
+    p = sub.add_parser("render", help="render a formula to a PNG")
+    p.add_argument("formula")
+    p.add_argument("-o", "--out", type=Path, required=True)
+    p.add_argument("--renderer", choices=["latex", "mathtext"], default=None)
+    p.add_argument("--template", choices=["im2latex", "amsmath"], default="im2latex")
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="img2latex", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_prepare, _add_train, _add_predict, _add_evaluate, _add_render):
+        add(sub)
+    return parser
+
+
+def _renderer(name: str | None, template: str = "im2latex"):
+    from .render import LatexRenderer, MathtextRenderer, default_renderer
+
+    if name == "latex":
+        return LatexRenderer(template=template)
+    if name == "mathtext":
+        return MathtextRenderer()
+    return default_renderer()
+
+
+def cmd_prepare(args) -> None:
+    from .datasets import build_dataset, formula_problem, load
+    from .tokenizer import normalize
+
+    if args.formulas:
+        formulas = args.formulas.read_text(encoding="utf-8").splitlines()
+    elif args.synthetic:
+        from .synth import generate_formulas
+
+        formulas = generate_formulas(args.synthetic, seed=args.seed)
+    else:
+        formulas = load(args.im2latex, split=args.split).formulas
+    if args.sample:
+        import random
+
+        formulas = random.Random(args.seed).sample(formulas, len(formulas))  # a shuffled copy
+    wanted = args.sample or args.limit or len(formulas)
+    usable, skipped = [], 0
+    for formula in formulas:
+        if len(usable) == wanted:
+            break
+        normalized = normalize(formula)
+        if formula_problem(normalized) is None:
+            usable.append(normalized)
+        else:
+            skipped += 1
+    if skipped:
+        print(f"skipped {skipped} empty, corrupt or too long formulas")
+    renderer = _renderer(args.renderer, args.template)
+    dataset = build_dataset(usable, renderer, args.out, workers=args.workers)
+    print(dataset.report())
+
+
+def _datasets(specs: list[str]) -> tuple[list[Path], list[str]]:
+    """Images and normalized formulas of data sets given as ``DIR[:FIRST-LAST][xREPEAT]``."""
+    import re
+
+    from .datasets import load
+    from .tokenizer import normalize
+
+    images, formulas = [], []
+    for spec in specs:
+        match = re.fullmatch(r"(.+?)(?::(\d+)-(\d+))?(?:x(\d+))?", spec)
+        folder, first, last, repeat = match.groups()
+        ids = range(int(first), int(last) + 1) if first else None
+        dataset = load(folder, ids=ids)
+        print(dataset.report() + (f", used {repeat} times" if repeat else ""))
+        images += dataset.images * int(repeat or 1)
+        formulas += [normalize(f) for f in dataset.formulas] * int(repeat or 1)
+    return images, formulas
+
+
+def cmd_train(args) -> None:
+    from .batching import BucketedDataset
+    from .model import Config
+    from .preprocess import Augmenter
+    from .tokenizer import Vocab
+    from .training import Trainer
+
+    images, formulas = _datasets(args.data)
+    vocab = Vocab.load(args.vocab) if args.vocab else Vocab.build(formulas, args.min_freq)
+    config = Config(**{k: v for k, v in vars(args).items() if k in Config.__dataclass_fields__})
+    train = BucketedDataset(images, formulas, vocab, batch_size=config.batch_size,
+                            height=config.image_height, max_width=config.max_width,
+                            width_step=config.width_step, max_len=config.max_len,
+                            augmenter=Augmenter() if args.augment else None, seed=config.seed)
+    val_images, val_formulas = _datasets([args.val]) if args.val else ([], [])
+    init = args.init / "model.weights.h5" if args.init else None
+    trainer = Trainer(config, vocab, train, val_images[: args.val_limit],
+                      val_formulas[: args.val_limit], distribute=args.distribute,
+                      init_weights=init)
+    trainer.fit(resume=args.resume, max_steps=args.max_steps)
+    print(f"checkpoints in {config.save_dir}/last and {config.save_dir}/best")
+
+
+def cmd_predict(args) -> None:
+    from .decoding import LatexProducer
+
+    producer = LatexProducer(args.checkpoint)
+    paths = [str(p) for p in args.images]
+    for path in args.images:
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such file")
+    if args.render:
+        for path in args.images:
+            latex, figure = producer.predict(str(path), beam_size=args.beam, render=True)
+            out = path.with_suffix(".pred.png")
+            figure.savefig(out, bbox_inches="tight", dpi=120)
+            print(f"{path}\t{latex}\t{out}" if len(paths) > 1 else latex)
+        return
+    latex = producer.predict(paths, beam_size=args.beam, temperature=args.temperature,
+                             batch_size=args.batch_size)
+    output_format = args.format or ("tsv" if len(paths) > 1 else "plain")
+    if output_format == "json":
+        print(json.dumps([{"image": p, "latex": t} for p, t in zip(paths, latex, strict=True)],
+                         indent=2))
+    elif output_format == "tsv":
+        for path, text in zip(paths, latex, strict=True):
+            print(f"{path}\t{text}")
+    else:
+        print(latex[0])
+
+
+def cmd_evaluate(args) -> None:
+    from .datasets import load
+    from .decoding import LatexProducer
+    from .metrics import evaluate, format_table
+
+    ids = range(args.first_id, 10**9) if args.first_id is not None else None
+    dataset = load(args.dataset, split=args.split, ids=ids)
+    print(dataset.report(), file=sys.stderr)
+    samples = dataset.samples[: args.limit]
+    producer = LatexProducer(args.checkpoint)
+    renderer = _renderer("latex") if args.image_match else None
+    rows = {}
+    for beam in args.beam:
+        predictions = producer.predict([str(s.image) for s in samples], beam_size=beam)
+        name = "greedy" if beam == 1 else f"beam {beam}"
+        rows[name] = evaluate([s.formula for s in samples], predictions, renderer=renderer)
+    print(f"{len(samples)} samples of {args.dataset.name}")
+    print(format_table(rows))
+
+
+def cmd_render(args) -> None:
+    image = _renderer(args.renderer, args.template).render(args.formula)
+    image.save(args.out)
+    print(f"{args.out}: {image.width}x{image.height}")
+
+
+COMMANDS = {"prepare": cmd_prepare, "train": cmd_train, "predict": cmd_predict,
+            "evaluate": cmd_evaluate, "render": cmd_render}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run a command; errors become one line on stderr and exit code 1."""
+    args = make_parser().parse_args(argv)
+    try:
+        COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("img2latex: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, OSError, RuntimeError) as error:
+        print(f"img2latex: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

@@ -1,0 +1,291 @@
+"""LaTeX tokenizer, normalizer and vocabulary.
+
+Tokens follow the im2latex-100k normalized formulas: commands (``\\frac``), single characters,
+braces, escaped symbols (``\\{``, ``\\,``, ``\\\\``), a bare ``\\`` for a control space, and a few
+fused tokens that the data set keeps whole: ``\\left(``, ``\\right\\}``, ``\\begin{array}``,
+``\\operatorname*``, ``--`` and ``---``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PAD, SOS, EOS, UNK = "<pad>", "<sos>", "<eos>", "<unk>"
+SPECIAL_TOKENS = (PAD, SOS, EOS, UNK)
+PAD_ID, SOS_ID, EOS_ID, UNK_ID = range(4)
+MAX_LEN = 150
+
+_DELIMITER = r"(?:\\[a-zA-Z]+|\\[^a-zA-Z\s]|[^\s\\{}])"
+_TOKEN_RE = re.compile(
+    r"\\(?:left|right)(?![a-zA-Z])\s*" + _DELIMITER  # \left( \right\} \left.
+    + r"|\\(?:begin|end)\s*\{\s*[a-zA-Z]+\*?\s*\}"  # \begin{array}
+    + r"|\\[a-zA-Z]+\*"  # \operatorname*
+    + r"|\\[a-zA-Z]+"  # \frac
+    + r"|\\[^a-zA-Z\s]"  # \{ \, \\
+    + r"|\\(?=\s|$)"  # control space
+    + r"|-{2,3}"  # -- ---
+    + r"|\S"
+)
+_SPACE_RE = re.compile(r"\s+")
+
+
+def tokenize(latex: str) -> list[str]:
+    """Split LaTeX into im2latex-style tokens; spaced and un-spaced input give the same tokens.
+
+    >>> tokenize(r"\\frac{a}{b}")
+    ['\\\\frac', '{', 'a', '}', '{', 'b', '}']
+    """
+    return [_SPACE_RE.sub("", token) for token in _TOKEN_RE.findall(latex)]
+
+
+# --- normalization --------------------------------------------------------------------------
+
+#: Commands with the same glyph: the key is rewritten to the value.
+SYNONYMS: dict[str, str] = {
+    r"\rightarrow": r"\to",  # same arrow
+    r"\le": r"\leq",
+    r"\ge": r"\geq",
+    r"\ne": r"\neq",
+    r"\gets": r"\leftarrow",
+    r"\land": r"\wedge",
+    r"\lor": r"\vee",
+    r"\lnot": r"\neg",
+    r"\lbrack": "[",
+    r"\rbrack": "]",
+    r"\lbrace": r"\{",
+    r"\rbrace": r"\}",
+    r"\vert": "|",
+    r"\Vert": r"\|",
+    r"\dagger": r"\dag",
+}
+
+#: Named operators, spelled as im2latex-100k spells them: ``\sin`` -> ``\operatorname { s i n }``
+#: (same glyphs and spacing); those with limits below take ``\operatorname*``.
+OPERATORS = frozenset("""arccos arcsin arctan arg cos cosh cot coth csc deg dim exp hom ker lg ln
+    log sec sin sinh tan tanh""".split())
+LIMIT_OPERATORS = frozenset("det gcd inf lim liminf limsup max min Pr sup".split())
+
+#: Old font switches (scope: rest of the group) and the command that takes an argument instead.
+FONT_SWITCHES: dict[str, str] = {
+    r"\rm": r"\mathrm",
+    r"\bf": r"\mathbf",
+    r"\it": r"\mathit",
+    r"\cal": r"\mathcal",
+    r"\sf": r"\mathsf",
+    r"\tt": r"\mathtt",
+}
+
+#: Number of mandatory arguments of commands that take them (for finding a script's argument).
+ARITY: dict[str, int] = {
+    r"\frac": 2, r"\dfrac": 2, r"\tfrac": 2, r"\binom": 2, r"\stackrel": 2, r"\overset": 2,
+    r"\underset": 2, r"\sqrt": 1, r"\mathrm": 1, r"\mathbf": 1, r"\mathit": 1, r"\mathcal": 1,
+    r"\mathsf": 1, r"\mathtt": 1, r"\mathbb": 1, r"\mathfrak": 1, r"\boldsymbol": 1,
+    r"\operatorname": 1, r"\operatorname*": 1, r"\hat": 1, r"\widehat": 1, r"\tilde": 1,
+    r"\widetilde": 1, r"\bar": 1, r"\overline": 1, r"\underline": 1, r"\vec": 1, r"\dot": 1,
+    r"\ddot": 1, r"\check": 1, r"\breve": 1, r"\acute": 1, r"\grave": 1, r"\text": 1,
+    r"\textrm": 1, r"\textbf": 1, r"\textit": 1, r"\mbox": 1, r"\hbox": 1, r"\overbrace": 1,
+    r"\underbrace": 1, r"\overrightarrow": 1, r"\overleftarrow": 1,
+}
+
+
+def _group_end(tokens: Sequence[str], start: int) -> int:
+    """Index just past the balanced ``{...}`` group that starts at ``start``."""
+    depth = 0
+    for i in range(start, len(tokens)):
+        depth += {"{": 1, "}": -1}.get(tokens[i], 0)
+        if depth == 0:
+            return i + 1
+    return len(tokens)
+
+
+def _atom_end(tokens: Sequence[str], start: int) -> int:
+    """Index just past the atom at ``start``: a group, a command with its arguments, a token."""
+    if start >= len(tokens):
+        return start
+    if tokens[start] == "{":
+        return _group_end(tokens, start)
+    end = start + 1
+    if tokens[start] == r"\sqrt" and end < len(tokens) and tokens[end] == "[":
+        while end < len(tokens) and tokens[end] != "]":
+            end += 1
+        end += 1
+    for _ in range(ARITY.get(tokens[start], 0)):
+        end = _atom_end(tokens, end)
+    return end
+
+
+def _replace_font_switches(tokens: list[str]) -> list[str]:
+    r"""``{ \rm d x }`` -> ``\mathrm { d x }``: a switch that opens a group becomes a command."""
+    out: list[str] = []
+    i = 0
+    while i < len(tokens):
+        if tokens[i] == "{" and i + 1 < len(tokens) and tokens[i + 1] in FONT_SWITCHES:
+            end = _group_end(tokens, i)
+            inner = _replace_font_switches(tokens[i + 2 : end - 1])
+            out += [FONT_SWITCHES[tokens[i + 1]], "{", *inner, "}"]
+            i = end
+        else:
+            out.append(tokens[i])
+            i += 1
+    return out
+
+
+_NOT_AN_ARGUMENT = frozenset({"{", "}", "^", "_", "&", "\\\\"})
+
+
+def _brace_scripts(tokens: list[str]) -> list[str]:
+    """``x ^ 2`` -> ``x ^ { 2 }``: every sub/superscript argument becomes a braced group."""
+    out: list[str] = []
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        out.append(token)
+        i += 1
+        if token in ("^", "_") and i < len(tokens) and tokens[i] not in _NOT_AN_ARGUMENT:
+            end = _atom_end(tokens, i)
+            out += ["{", *_brace_scripts(tokens[i:end]), "}"]
+            i = end
+    return out
+
+
+def _spell_operators(tokens: list[str]) -> list[str]:
+    r"""``\sin x`` -> ``\operatorname { s i n } x``; ``\lim`` -> ``\operatorname* { l i m }``."""
+    out: list[str] = []
+    for token in tokens:
+        name = token[1:]
+        if name in OPERATORS or name in LIMIT_OPERATORS:
+            command = r"\operatorname*" if name in LIMIT_OPERATORS else r"\operatorname"
+            out += [command, "{", *name, "}"]
+        else:
+            out.append(token)
+    return out
+
+
+def normalize(latex: str) -> str:
+    r"""Map equivalent spellings that render identically to one form; returns spaced tokens.
+
+    Rules, each with an example:
+
+    - spacing and tokenization: ``\frac{a}{b}`` -> ``\frac { a } { b }``;
+      ``\left (`` -> ``\left(``
+    - synonyms with the same glyph (:data:`SYNONYMS`): ``a \le b`` -> ``a \leq b``,
+      ``\rightarrow`` -> ``\to``, ``\lbrace`` -> ``\{``
+    - named operators as im2latex-100k spells them: ``\sin x`` -> ``\operatorname { s i n } x``,
+      ``\lim _ { n }`` -> ``\operatorname* { l i m } _ { n }``
+    - old font switches opening a group: ``{ \rm d } x`` -> ``\mathrm { d } x``,
+      ``{ \cal L }`` -> ``\mathcal { L }``
+    - script arguments always braced: ``x ^ 2`` -> ``x ^ { 2 }``,
+      ``x _ \alpha`` -> ``x _ { \alpha }``, ``e ^ \frac 1 2`` -> ``e ^ { \frac 1 2 }``
+    """
+    tokens = [SYNONYMS.get(t, t) for t in tokenize(latex)]
+    tokens = _spell_operators([_fuse_delimiter_synonym(t) for t in tokens])
+    for _ in range(4):  # a rule can expose work for the other one (``^ \rm``): run to a fixpoint
+        rewritten = _brace_scripts(_replace_font_switches(tokens))
+        if rewritten == tokens:
+            break
+        tokens = rewritten
+    return " ".join(tokens)
+
+
+def _fuse_delimiter_synonym(token: str) -> str:
+    r"""``\left\lbrace`` -> ``\left\{`` (synonyms inside fused delimiters)."""
+    for side in (r"\left", r"\right"):
+        if token.startswith(side) and len(token) > len(side):
+            delimiter = token[len(side) :]
+            return side + SYNONYMS.get(delimiter, delimiter)
+    return token
+
+
+# --- vocabulary -----------------------------------------------------------------------------
+
+
+@dataclass
+class Vocab:
+    """Token <-> id mapping with the special tokens first (``<pad>`` is id 0)."""
+
+    id_to_token: list[str]
+    token_to_id: dict[str, int] = field(init=False)
+    unknown_counts: Counter = field(init=False, default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        if tuple(self.id_to_token[: len(SPECIAL_TOKENS)]) != SPECIAL_TOKENS:
+            raise ValueError(f"vocabulary must start with the special tokens {SPECIAL_TOKENS}")
+        if len(set(self.id_to_token)) != len(self.id_to_token):
+            raise ValueError("vocabulary has duplicate tokens")
+        self.token_to_id = {token: i for i, token in enumerate(self.id_to_token)}
+
+    @classmethod
+    def build(cls, formulas: Iterable[str | Sequence[str]], min_freq: int = 1) -> Vocab:
+        """Vocabulary of every token seen at least ``min_freq`` times, most frequent first."""
+        counts: Counter = Counter()
+        for formula in formulas:
+            counts.update(tokenize(formula) if isinstance(formula, str) else formula)
+        kept = [t for t, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+                if n >= min_freq and t not in SPECIAL_TOKENS]
+        return cls(list(SPECIAL_TOKENS) + kept)
+
+    def __len__(self) -> int:
+        return len(self.id_to_token)
+
+    def encode(
+        self, formula: str | Sequence[str], max_len: int = MAX_LEN, pad_to: int | None = None
+    ) -> list[int]:
+        """Ids of ``<sos> tokens <eos>``, padded with ``<pad>`` to ``pad_to`` if given.
+
+        Raises ValueError if the formula has more than ``max_len`` tokens.
+        """
+        tokens = tokenize(formula) if isinstance(formula, str) else list(formula)
+        if len(tokens) > max_len:
+            raise ValueError(f"formula has {len(tokens)} tokens, more than max_len={max_len}")
+        ids = [SOS_ID]
+        for token in tokens:
+            token_id = self.token_to_id.get(token, UNK_ID)
+            if token_id == UNK_ID:
+                self.unknown_counts[token] += 1
+            ids.append(token_id)
+        ids.append(EOS_ID)
+        if pad_to is not None:
+            if len(ids) > pad_to:
+                raise ValueError(f"{len(ids)} ids do not fit pad_to={pad_to}")
+            ids += [PAD_ID] * (pad_to - len(ids))
+        return ids
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Space-joined tokens up to the first ``<eos>``; ``<pad>`` and ``<sos>`` are skipped."""
+        tokens = []
+        for token_id in ids:
+            token_id = int(token_id)
+            if token_id == EOS_ID:
+                break
+            if token_id in (PAD_ID, SOS_ID):
+                continue
+            tokens.append(self.id_to_token[token_id] if token_id < len(self) else UNK)
+        return " ".join(tokens)
+
+    def unknown_report(self) -> str:
+        """How many unknown tokens ``encode`` has met, most frequent first."""
+        if not self.unknown_counts:
+            return "no unknown tokens"
+        top = ", ".join(f"{t} ({n})" for t, n in self.unknown_counts.most_common(10))
+        return f"{sum(self.unknown_counts.values())} unknown tokens: {top}"
+
+    def save(self, path: str | Path) -> None:
+        """Write the vocabulary as JSON (a list of tokens in id order)."""
+        Path(path).write_text(json.dumps({"tokens": self.id_to_token}, ensure_ascii=False))
+
+    @classmethod
+    def load(cls, path: str | Path) -> Vocab:
+        """Read a vocabulary written by :meth:`save`."""
+        path = Path(path)
+        try:
+            tokens = json.loads(path.read_text())["tokens"]
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{path}: vocabulary file not found") from None
+        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            raise ValueError(f"{path}: not a vocabulary file ({error})") from None
+        return cls(tokens)

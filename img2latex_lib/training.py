@@ -1,0 +1,370 @@
+"""Training on top of ``model.fit``: schedule, callbacks, atomic checkpoints, resume, loading."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from .model import Config, Img2LaTeX, build_model, masked_accuracy, masked_loss
+from .tokenizer import Vocab
+
+CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE = "config.json", "vocab.json", "model.weights.h5"
+OPTIMIZER_FILE, STATE_FILE = "optimizer.npz", "state.json"
+DEFAULT_CHECKPOINT_NAME = "img2latex-base"
+CHECKPOINTS_DIR = Path(__file__).resolve().parents[1] / "checkpoints"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint folder is missing files, corrupt, or inconsistent."""
+
+
+@keras.saving.register_keras_serializable("img2latex")
+class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up to ``peak`` over ``warmup`` steps, then cosine decay to ``peak * floor``."""
+
+    def __init__(self, peak: float, warmup: int, total: int, floor: float = 0.05):
+        self.peak, self.warmup, self.total, self.floor = peak, warmup, max(total, 1), floor
+
+    def __call__(self, step):
+        step = keras.ops.cast(step, "float32")
+        warm = self.peak * (step + 1) / max(self.warmup, 1)
+        progress = keras.ops.clip((step - self.warmup) / max(self.total - self.warmup, 1), 0, 1)
+        cosine = self.peak * (self.floor + (1 - self.floor) * 0.5 *
+                              (1 + keras.ops.cos(math.pi * progress)))
+        return keras.ops.where(step < self.warmup, warm, cosine)
+
+    def get_config(self):
+        return {"peak": self.peak, "warmup": self.warmup, "total": self.total,
+                "floor": self.floor}
+
+
+# --- checkpoints ------------------------------------------------------------------------------
+
+
+def save_checkpoint(
+    directory: str | Path,
+    model: Img2LaTeX,
+    vocab: Vocab,
+    optimizer: keras.optimizers.Optimizer | None = None,
+    state: dict | None = None,
+) -> Path:
+    """Write a checkpoint folder atomically: a killed run leaves the previous one intact."""
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = directory.with_name(f".{directory.name}.tmp-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    model.config.save(staging / CONFIG_FILE)
+    vocab.save(staging / VOCAB_FILE)
+    model.save_weights(staging / WEIGHTS_FILE)
+    if optimizer is not None and optimizer.built:
+        np.savez(staging / OPTIMIZER_FILE,
+                 *[keras.ops.convert_to_numpy(v) for v in optimizer.variables])
+    if state is not None:
+        (staging / STATE_FILE).write_text(json.dumps(state, indent=2))
+    old = directory.with_name(f".{directory.name}.old")
+    if directory.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        directory.rename(old)
+    staging.rename(directory)
+    shutil.rmtree(old, ignore_errors=True)
+    return directory
+
+
+def _existing_checkpoint(directory: Path) -> Path:
+    """The folder itself, or its previous version if a save was killed between two renames."""
+    if directory.exists():
+        return directory
+    old = directory.with_name(f".{directory.name}.old")
+    return old if old.exists() else directory
+
+
+def load_from_checkpoint(
+    directory: str | Path, verbose: bool = False
+) -> tuple[Img2LaTeX, Vocab, Config]:
+    """Load model, vocabulary and config; explain exactly what is missing or inconsistent."""
+    directory = _existing_checkpoint(Path(directory))
+    if not directory.is_dir():
+        raise CheckpointError(f"{directory}: checkpoint folder not found")
+    missing = [f for f in (CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE) if not (directory / f).exists()]
+    if missing:
+        raise CheckpointError(f"{directory}: checkpoint is missing {', '.join(missing)}")
+    try:
+        config = Config.load(directory / CONFIG_FILE)
+        vocab = Vocab.load(directory / VOCAB_FILE)
+    except (ValueError, FileNotFoundError) as error:
+        raise CheckpointError(str(error)) from None
+    if len(vocab) != config.vocab_size:
+        raise CheckpointError(f"{directory}: vocab.json has {len(vocab)} tokens but config.json "
+                              f"says vocab_size={config.vocab_size}")
+    model = build_model(config, verbose=verbose)
+    try:
+        model.load_weights(directory / WEIGHTS_FILE)
+    except (ValueError, OSError, KeyError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise CheckpointError(f"{directory / WEIGHTS_FILE}: weights are corrupt or do not match "
+                              f"config.json ({reason})") from None
+    return model, vocab, config
+
+
+def default_checkpoint() -> Path:
+    """The shipped checkpoint (or ``$IMG2LATEX_CHECKPOINT``)."""
+    path = Path(os.environ.get("IMG2LATEX_CHECKPOINT", CHECKPOINTS_DIR / DEFAULT_CHECKPOINT_NAME))
+    if not (path / WEIGHTS_FILE).exists():
+        raise CheckpointError(f"{path}: no trained checkpoint there; train one "
+                              f"(img2latex train) or pass --checkpoint DIR")
+    return path
+
+
+def global_step(model: keras.Model) -> int:
+    """Optimizer steps taken so far (also for a variable mirrored over devices)."""
+    return int(keras.ops.convert_to_numpy(model.optimizer.iterations.value))
+
+
+# --- callbacks --------------------------------------------------------------------------------
+
+
+class ValidationCallback(keras.callbacks.Callback):
+    """Each epoch: greedy-decode a small fixed validation subset, log BLEU, print samples."""
+
+    def __init__(self, vocab: Vocab, images: Sequence, formulas: Sequence[str], show: int = 3):
+        super().__init__()
+        self.vocab, self.images, self.formulas, self.show = vocab, images, list(formulas), show
+
+    def on_epoch_end(self, epoch, logs=None):
+        from .decoding import LatexProducer
+        from .metrics import bleu4, exact_match
+
+        producer = LatexProducer.from_model(self.model, self.vocab)
+        predictions = producer.predict(list(self.images))
+        references = [f.split() for f in self.formulas]
+        hypotheses = [p.split() for p in predictions]
+        logs = logs if logs is not None else {}
+        logs["val_bleu"] = bleu4(references, hypotheses)
+        logs["val_exact"] = exact_match(references, hypotheses)
+        print(f"\nepoch {epoch + 1}: val BLEU-4 {logs['val_bleu']:.3f}, "
+              f"exact {logs['val_exact']:.3f}")
+        for target, prediction in list(zip(self.formulas, predictions, strict=True))[: self.show]:
+            print(f"  target: {target}\n  output: {prediction}")
+
+
+class CheckpointCallback(keras.callbacks.Callback):
+    """Saves ``last/`` every ``every`` steps and each epoch; ``best/`` on a better val BLEU."""
+
+    def __init__(self, trainer: Trainer, every: int, first_epoch_offset: int = 0):
+        super().__init__()
+        self.trainer, self.every, self.offset = trainer, every, first_epoch_offset
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        step_in_epoch = batch + 1 + self.offset
+        if self.every and global_step(self.model) % self.every == 0:
+            self.trainer.save("last", epoch=self.epoch, step_in_epoch=step_in_epoch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.offset = 0
+        self.trainer.save("last", epoch=epoch + 1, step_in_epoch=0)
+        score = (logs or {}).get("val_bleu")
+        if score is not None and score > self.trainer.best_score:
+            self.trainer.best_score = score
+            self.trainer.save("best", epoch=epoch + 1, step_in_epoch=0)
+
+
+class StopAtStep(keras.callbacks.Callback):
+    """Ends training after a given number of optimizer steps (for quick runs and tests)."""
+
+    def __init__(self, max_steps: int):
+        super().__init__()
+        self.max_steps = max_steps
+
+    def on_train_batch_end(self, batch, logs=None):
+        if global_step(self.model) >= self.max_steps:
+            self.model.stop_training = True
+
+
+class _EpochEnd(keras.callbacks.Callback):
+    """Tells the data that an epoch ended (``fit`` does not, for a ``tf.data`` pipeline)."""
+
+    def __init__(self, data: keras.utils.PyDataset):
+        super().__init__()
+        self.data = data
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.data.on_epoch_end()
+
+
+def fit_input(data: keras.utils.PyDataset, height: int):
+    """What ``fit`` gets. Under TensorFlow, a ``tf.data`` pipeline with an explicit signature:
+    Keras would otherwise freeze the image width and sequence length seen in the first two
+    batches. Other backends take the PyDataset as it is."""
+    if keras.backend.backend() != "tensorflow":
+        return data
+    import tensorflow as tf
+
+    signature = ((tf.TensorSpec((None, height, None, 1), tf.float32),
+                  tf.TensorSpec((None, None), tf.int32)),
+                 tf.TensorSpec((None, None), tf.int32))
+    batches = tf.data.Dataset.from_generator(
+        lambda: (data[i] for i in range(len(data))), output_signature=signature)
+    return batches.apply(tf.data.experimental.assert_cardinality(len(data))).prefetch(4)
+
+
+class _SkipBatches(keras.utils.PyDataset):
+    """The rest of an epoch: ``dataset`` without its first ``skip`` batches."""
+
+    def __init__(self, dataset: keras.utils.PyDataset, skip: int):
+        super().__init__()
+        self.dataset, self.skip = dataset, skip
+
+    def __len__(self):
+        return len(self.dataset) - self.skip
+
+    def __getitem__(self, index):
+        return self.dataset[index + self.skip]
+
+    def on_epoch_end(self):
+        self.dataset.on_epoch_end()
+
+
+# --- trainer ----------------------------------------------------------------------------------
+
+
+def _strategy_scope(distribute: bool) -> tuple[AbstractContextManager, int]:
+    """Data-parallel scope over all local devices, with the backend's own engine, and the
+    number of replicas."""
+    if not distribute:
+        return nullcontext(), 1
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        strategy = tf.distribute.MirroredStrategy()
+        return strategy.scope(), strategy.num_replicas_in_sync
+    if backend == "jax":
+        distribution = keras.distribution.DataParallel()
+        keras.distribution.set_distribution(distribution)
+        return nullcontext(), len(distribution.device_mesh.devices.flatten())
+    raise ValueError(f"--distribute is not supported with the {backend} backend")
+
+
+class Trainer:
+    """Builds (or resumes) a model and trains it with checkpoints, logs and validation."""
+
+    def __init__(
+        self,
+        config: Config,
+        vocab: Vocab,
+        train_data: keras.utils.PyDataset,
+        val_images: Sequence = (),
+        val_formulas: Sequence[str] = (),
+        distribute: bool = False,
+        init_weights: str | Path | None = None,
+    ):
+        self.config, self.vocab, self.train_data = config, vocab, train_data
+        self.val_images, self.val_formulas = list(val_images), list(val_formulas)
+        self.save_dir = Path(config.save_dir)
+        self.best_score = -1.0
+        self.distribute = distribute
+        config.vocab_size = len(vocab)
+        keras.utils.set_random_seed(config.seed)
+        scope, self.replicas = _strategy_scope(distribute)
+        if config.batch_size % self.replicas:
+            raise ValueError(f"batch_size {config.batch_size} is not a multiple of the "
+                             f"{self.replicas} devices")
+        with scope:
+            self.model = build_model(config)
+            if init_weights:
+                self.model.load_weights(init_weights)
+            total = config.num_epochs * len(train_data)
+            schedule = WarmupCosine(config.lr, config.warmup_steps, total, config.min_lr_ratio)
+            self.model.compile(
+                optimizer=keras.optimizers.Adam(schedule, clipnorm=config.clipnorm),
+                loss=masked_loss(config.label_smoothing),
+                metrics=[masked_accuracy],
+            )
+
+    def save(self, name: str, epoch: int, step_in_epoch: int) -> Path:
+        """Checkpoint under ``save_dir/name`` with optimizer state and position."""
+        state = {"epoch": epoch, "step_in_epoch": step_in_epoch,
+                 "global_step": global_step(self.model),
+                 "best_score": self.best_score, "saved_at": time.time()}
+        return save_checkpoint(self.save_dir / name, self.model, self.vocab,
+                               self.model.optimizer, state)
+
+    def restore(self, directory: str | Path) -> dict:
+        """Load weights, optimizer state and position from a checkpoint written by ``save``."""
+        directory = _existing_checkpoint(Path(directory))
+        saved = Config.load(directory / CONFIG_FILE)
+        if saved.vocab_size != self.config.vocab_size:
+            raise CheckpointError(f"{directory}: vocab size {saved.vocab_size} differs from "
+                                  f"this run's {self.config.vocab_size}")
+        self.model.load_weights(directory / WEIGHTS_FILE)
+        state = json.loads((directory / STATE_FILE).read_text())
+        if (directory / OPTIMIZER_FILE).exists():
+            optimizer = self.model.optimizer
+            optimizer.build(self.model.trainable_variables)
+            values = np.load(directory / OPTIMIZER_FILE)
+            arrays = [values[f"arr_{i}"] for i in range(len(values.files))]
+            if len(arrays) != len(optimizer.variables):
+                raise CheckpointError(f"{directory}: optimizer state does not match the model")
+            for variable, value in zip(optimizer.variables, arrays, strict=True):
+                variable.assign(value)
+        self.best_score = state.get("best_score", -1.0)
+        return state
+
+    def callbacks(self, max_steps: int | None, offset: int) -> list[keras.callbacks.Callback]:
+        callbacks: list[keras.callbacks.Callback] = []
+        if self.val_images:
+            callbacks.append(ValidationCallback(self.vocab, self.val_images, self.val_formulas))
+        callbacks.append(CheckpointCallback(self, self.config.checkpoint_every, offset))
+        callbacks.append(keras.callbacks.CSVLogger(str(self.save_dir / "log.csv"), append=True))
+        if keras.backend.backend() == "tensorflow":
+            callbacks.append(keras.callbacks.TensorBoard(str(self.save_dir / "tensorboard")))
+        if max_steps:
+            callbacks.append(StopAtStep(max_steps))
+        if keras.backend.backend() == "tensorflow":
+            callbacks.append(_EpochEnd(self.train_data))
+        return callbacks
+
+    def fit(self, resume: bool = False, max_steps: int | None = None, verbose: int | str = "auto"):
+        """Train for ``config.num_epochs`` (or ``max_steps``); resume from ``save_dir/last``."""
+        self.save_dir.mkdir(parents=True, exist_ok=True)
+        self.config.save(self.save_dir / CONFIG_FILE)
+        epoch, offset = 0, 0
+        last = self.save_dir / "last"
+        if resume and _existing_checkpoint(last).exists():
+            state = self.restore(last)
+            epoch, offset = state["epoch"], state["step_in_epoch"]
+            print(f"resuming from {last}: epoch {epoch + 1}, step {state['global_step']}")
+        history = None
+        if offset and offset < len(self.train_data):
+            self._set_epoch(epoch)
+            history = self.model.fit(
+                fit_input(_SkipBatches(self.train_data, offset), self.config.image_height),
+                initial_epoch=epoch, epochs=epoch + 1,
+                callbacks=self.callbacks(max_steps, offset), verbose=verbose)
+            epoch += 1
+        if epoch < self.config.num_epochs and not self.model.stop_training:
+            self._set_epoch(epoch)
+            history = self.model.fit(
+                fit_input(self.train_data, self.config.image_height),
+                initial_epoch=epoch, epochs=self.config.num_epochs,
+                callbacks=self.callbacks(max_steps, 0), verbose=verbose)
+        return history
+
+    def _set_epoch(self, epoch: int) -> None:
+        """Put the data's shuffling where it was at ``epoch`` (so a resume sees the same order)."""
+        if hasattr(self.train_data, "set_epoch"):
+            self.train_data.set_epoch(epoch)

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Sets up everything Img2LaTeX needs on Debian/Ubuntu: TeX Live for rendering, Chromium for the
+# browser test, and the Python package with its development tools.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+APT_PACKAGES=(texlive-latex-base texlive-latex-recommended texlive-fonts-recommended
+              poppler-utils ghostscript chromium)
+if command -v apt-get >/dev/null; then
+    SUDO=""
+    [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+        "${APT_PACKAGES[@]}"
+else
+    echo "No apt-get: install a TeX distribution with pdflatex (e.g. TeX Live or MiKTeX) and" \
+         "poppler (pdftoppm) yourself; without them the library falls back to matplotlib." >&2
+fi
+python3 -m pip install -q -e ".[dev]"
+python3 -c "import img2latex_lib, keras; print('img2latex ready, keras', keras.__version__)"

@@ -1,0 +1,131 @@
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from img2latex_lib.tokenizer import (
+    EOS_ID,
+    PAD_ID,
+    SOS_ID,
+    SPECIAL_TOKENS,
+    UNK_ID,
+    Vocab,
+    normalize,
+    tokenize,
+)
+
+
+def test_spaced_and_unspaced_give_same_tokens():
+    assert tokenize(r"\frac{a}{b}") == tokenize(r"\frac { a } { b }") == [
+        r"\frac", "{", "a", "}", "{", "b", "}"]
+
+
+def test_fused_tokens_as_in_im2latex():
+    assert tokenize(r"\left(x\right)") == [r"\left(", "x", r"\right)"]
+    assert tokenize(r"\left \{ x \right.") == [r"\left\{", "x", r"\right."]
+    assert tokenize(r"\begin{array}{ll}a\\b\end{array}") == [
+        r"\begin{array}", "{", "l", "l", "}", "a", "\\\\", "b", r"\end{array}"]
+    assert tokenize(r"\operatorname*{lim}") == [r"\operatorname*", "{", "l", "i", "m", "}"]
+    assert tokenize("a--b") == ["a", "--", "b"]
+
+
+def test_commands_that_start_like_left_and_right_are_not_fused():
+    assert tokenize(r"\rightarrow\leftarrow\leftrightarrow") == [
+        r"\rightarrow", r"\leftarrow", r"\leftrightarrow"]
+
+
+def test_escapes_and_control_space():
+    assert tokenize(r"\{a\}\,\;\!\\") == [r"\{", "a", r"\}", r"\,", r"\;", r"\!", "\\\\"]
+    assert tokenize("a\\ b") == ["a", "\\", "b"]
+    assert " ".join(tokenize(r"0 \ .")) == r"0 \ ."
+
+
+def test_round_trip_on_all_real_val_formulas(val_dir):
+    lines = (val_dir / "formulas.norm.lst").read_text().splitlines()
+    corrupt = [line for line in lines if "[object Object]" in line]
+    changed = [line for line in lines
+               if line not in corrupt and " ".join(tokenize(line)) != line]
+    assert len(lines) == 8475
+    assert changed == []
+    assert len(corrupt) < 10  # a few lines of the public data set are garbage
+
+
+@pytest.mark.parametrize(("raw", "normalized"), [
+    ("x^2", "x ^ { 2 }"),
+    (r"x_\alpha", r"x _ { \alpha }"),
+    (r"e^\frac12", r"e ^ { \frac 1 2 }"),
+    (r"x^\mathrm{ab}", r"x ^ { \mathrm { a b } }"),
+    (r"{\rm d}x", r"\mathrm { d } x"),
+    (r"{\cal L}_{\rm int}", r"\mathcal { L } _ { \mathrm { i n t } }"),
+    (r"a\le b\rightarrow c", r"a \leq b \to c"),
+    (r"\left\lbrace x\right\rbrace", r"\left\{ x \right\}"),
+    (r"\left (x\right )", r"\left( x \right)"),
+    ("x ^ { 2 }", "x ^ { 2 }"),
+    (r"\sin x", r"\operatorname { s i n } x"),
+    (r"\lim_{n}a", r"\operatorname* { l i m } _ { n } a"),
+])
+def test_normalize_rules(raw, normalized):
+    assert normalize(raw) == normalized
+
+
+def test_normalize_is_idempotent_on_real_formulas(val_dir):
+    lines = (val_dir / "formulas.norm.lst").read_text().splitlines()[:2000]
+    for line in lines:
+        once = normalize(line)
+        assert normalize(once) == once
+
+
+latex_text = st.lists(
+    st.sampled_from([r"\frac", r"\alpha", "{", "}", "^", "_", "x", "2", r"\left(", r"\right)",
+                     r"\,", r"\{", "\\\\", "+", r"\mathrm", r"\rm", r"\le", " ", "  ", "'"]),
+    max_size=40,
+).map("".join)
+
+
+@given(latex_text)
+def test_tokenize_ignores_spacing(text):
+    tokens = tokenize(text)
+    assert tokenize(" ".join(tokens)) == tokens
+    assert all(token and not token.isspace() for token in tokens)
+
+
+@given(latex_text)
+def test_normalize_is_idempotent(text):
+    once = normalize(text)
+    assert normalize(once) == once
+
+
+@given(st.lists(st.sampled_from(["a", "b", r"\frac", "{", "}", "^"]), max_size=30))
+def test_encode_decode_round_trip(tokens):
+    vocab = Vocab.build(["a b \\frac { } ^"])
+    ids = vocab.encode(tokens)
+    assert ids[0] == SOS_ID and ids[-1] == EOS_ID
+    assert vocab.decode(ids) == " ".join(tokens)
+
+
+def test_vocab_specials_padding_unknown_and_limits(tmp_path):
+    vocab = Vocab.build(["a b b c", "b c"], min_freq=2)
+    assert vocab.id_to_token[:4] == list(SPECIAL_TOKENS)
+    assert vocab.id_to_token[4:] == ["b", "c"]  # "a" seen once, dropped
+    ids = vocab.encode("a b", pad_to=6)
+    assert ids == [SOS_ID, UNK_ID, vocab.token_to_id["b"], EOS_ID, PAD_ID, PAD_ID]
+    assert "1 unknown tokens: a (1)" == vocab.unknown_report()
+    assert vocab.decode(ids) == "<unk> b"
+    with pytest.raises(ValueError, match="more than max_len=3"):
+        vocab.encode("b b b b", max_len=3)
+    path = tmp_path / "vocab.json"
+    vocab.save(path)
+    assert Vocab.load(path).id_to_token == vocab.id_to_token
+
+
+def test_vocab_load_errors_name_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.json"):
+        Vocab.load(tmp_path / "missing.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"tokens": ["a", "b"]}))
+    with pytest.raises(ValueError, match="special tokens"):
+        Vocab.load(bad)
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match="bad.json: not a vocabulary file"):
+        Vocab.load(bad)

@@ -1,0 +1,149 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from img2latex_lib.batching import BucketedDataset
+from img2latex_lib.datasets import build_dataset
+from img2latex_lib.decoding import LatexProducer
+from img2latex_lib.model import Config, build_model
+from img2latex_lib.render import default_renderer
+from img2latex_lib.tokenizer import Vocab
+from img2latex_lib.training import CheckpointError, Trainer, load_from_checkpoint, save_checkpoint
+from tests.test_model import SMALL
+
+ROOT = Path(__file__).resolve().parents[1]
+FORMULAS = ["x ^ { 2 } + 1", r"\frac { a } { b }", r"\alpha _ { i } = 0", "y - 3",
+            r"\sqrt { z }", "a + b = c", r"\beta ^ { 2 }", "( x + y )"]
+
+
+@pytest.fixture(scope="module")
+def small_dataset(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("data")
+    return folder, build_dataset(FORMULAS, default_renderer(), folder, progress=False)
+
+
+def test_tiny_model_learns_to_reproduce_a_formula(small_dataset, tmp_path):
+    _, dataset = small_dataset
+    image, formula = dataset.images[0], dataset.formulas[0]
+    vocab = Vocab.build(FORMULAS)
+    config = Config(**{**SMALL, "vocab_size": len(vocab), "decoder_units": 32, "dropout": 0.0,
+                       "lr": 3e-3, "warmup_steps": 5, "num_epochs": 60, "batch_size": 8,
+                       "checkpoint_every": 0, "save_dir": str(tmp_path / "run")})
+    data = BucketedDataset([image] * 8, [formula] * 8, vocab, batch_size=8,
+                           height=config.image_height, width_step=config.width_step)
+    Trainer(config, vocab, data).fit(verbose=0)
+    producer = LatexProducer(tmp_path / "run" / "last")
+    assert producer.predict(str(image)) == formula
+    assert producer.predict(str(image), beam_size=3) == formula
+
+
+def test_load_from_checkpoint_explains_what_is_wrong(tmp_path):
+    vocab = Vocab.build(["a b c d e f g h i j k l m n o p"])
+    model = build_model(Config(**SMALL), verbose=False)
+    good = save_checkpoint(tmp_path / "good", model, vocab)
+    load_from_checkpoint(good)
+
+    with pytest.raises(CheckpointError, match="checkpoint folder not found"):
+        load_from_checkpoint(tmp_path / "nowhere")
+    missing = save_checkpoint(tmp_path / "missing", model, vocab)
+    (missing / "vocab.json").unlink()
+    with pytest.raises(CheckpointError, match="missing vocab.json"):
+        load_from_checkpoint(missing)
+    mismatch = save_checkpoint(tmp_path / "mismatch", model, Vocab.build(["a b c"]))
+    with pytest.raises(CheckpointError, match="vocab.json has 7 tokens but config.json says"):
+        load_from_checkpoint(mismatch)
+    corrupt = save_checkpoint(tmp_path / "corrupt", model, vocab)
+    data = (corrupt / "model.weights.h5").read_bytes()
+    (corrupt / "model.weights.h5").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="weights are corrupt or do not match"):
+        load_from_checkpoint(corrupt)
+    other = build_model(Config(**{**SMALL, "decoder_units": 24}), verbose=False)
+    wrong_shape = save_checkpoint(tmp_path / "wrong", other, vocab)
+    Config(**SMALL).save(wrong_shape / "config.json")
+    with pytest.raises(CheckpointError, match="weights are corrupt or do not match"):
+        load_from_checkpoint(wrong_shape)
+
+
+def _train_command(data: Path, save_dir: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "img2latex_lib.cli", "train", "--data", str(data),
+            "--save_dir", str(save_dir), "--cnn_widths", "8,16,16", "--cnn_pools", "2,2,2",
+            "--enc_out_dim", "16", "--embedding_dim", "8", "--decoder_units", "16",
+            "--attention_heads", "2", "--attention_head_size", "8", "--image_height", "32",
+            "--batch_size", "2", "--num_epochs", "40", "--checkpoint_every", "3",
+            "--min_freq", "1", *extra]
+
+
+def _state(save_dir: Path) -> dict | None:
+    try:
+        return json.loads((save_dir / "last" / "state.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def test_killed_run_resumes_from_its_last_checkpoint(small_dataset, tmp_path):
+    data, dataset = small_dataset
+    save_dir = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen(_train_command(data, save_dir), cwd=ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and (_state(save_dir) or {}).get("global_step", 0) < 9:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    saved = _state(save_dir)
+    assert saved and saved["global_step"] >= 9, "no checkpoint was written before the kill"
+    load_from_checkpoint(save_dir / "last")  # not corrupt
+
+    steps_per_epoch = len(dataset) // 2
+    resumed = subprocess.run(
+        _train_command(data, save_dir, "--resume", "--num_epochs", "6"),
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"step {saved['global_step']}" in resumed.stdout
+    final = _state(save_dir)
+    assert final["global_step"] == 6 * steps_per_epoch
+    assert final["epoch"] == 6 and final["step_in_epoch"] == 0
+
+
+DISTRIBUTED_SCRIPT = textwrap.dedent("""
+    import sys
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from img2latex_lib.batching import BucketedDataset
+    from img2latex_lib.datasets import load
+    from img2latex_lib.model import Config
+    from img2latex_lib.tokenizer import Vocab
+    from img2latex_lib.training import Trainer
+    from tests.test_model import SMALL
+    dataset = load(sys.argv[1])
+    vocab = Vocab.build(dataset.formulas)
+    config = Config(**{**SMALL, "batch_size": 4, "num_epochs": 1, "checkpoint_every": 0,
+                       "save_dir": sys.argv[2]})
+    data = BucketedDataset(dataset.images, dataset.formulas, vocab, batch_size=4, height=32)
+    trainer = Trainer(config, vocab, data, distribute=True)
+    history = trainer.fit(max_steps=2, verbose=0)
+    print("replicas", trainer.replicas, "loss", history.history["loss"][-1])
+""")
+
+
+def test_distributed_training_on_two_logical_cpus(small_dataset, tmp_path):
+    data, _ = small_dataset
+    script = tmp_path / "distributed.py"
+    script.write_text(DISTRIBUTED_SCRIPT)
+    result = subprocess.run([sys.executable, str(script), str(data), str(tmp_path / "run")],
+                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    line = result.stdout.strip().splitlines()[-1].split()
+    assert line[:2] == ["replicas", "2"]
+    assert np.isfinite(float(line[3]))
