@@ -67,7 +67,7 @@ def compile_share(formulas: list[str]) -> str:
     if not latex_available():
         return "skipped (pdflatex not installed)"
     start = time.perf_counter()
-    results = LatexRenderer(template="im2latex").render_batch(formulas)
+    results = LatexRenderer(template="im2latex", strict=True).render_batch(formulas)
     failed = [r for r in results if r.error is not None]
     for result in failed[:5]:
         print(f"  failed: {result.formula}\n    {result.error[:200]}")
@@ -107,22 +107,26 @@ def main() -> None:
 
     real_tokens, gen_tokens = token_shares(real), token_shares(generated)
     print(
-        f"{'rank':>4}  {'real token':<14}{'share':>7}   {'generated':<14}{'share':>7}"
-        f"   {'real token in generated':>24}"
+        f"{'rank':>4}  {'real token':<14}{'share':>7}  {'its generated share':>20}"
+        f"   {'generated token':<16}{'share':>7}"
     )
     for rank, ((rt, rs), (gt, gs)) in enumerate(
         zip(real_tokens.most_common(30), gen_tokens.most_common(30), strict=True), 1
     ):
-        print(f"{rank:>4}  {rt:<14}{rs:7.2%}   {gt:<14}{gs:7.2%}   {gen_tokens[rt]:24.2%}")
+        print(f"{rank:>4}  {rt:<14}{rs:7.2%}  {gen_tokens[rt]:20.2%}   {gt:<16}{gs:7.2%}")
 
     print(f"\n{'structure (share of formulas)':<30}{'real':>8}{'generated':>11}")
     gen_structures = structure_shares(generated)
     for name, share in structure_shares(real).items():
         print(f"  {name:<28}{share:8.1%}{gen_structures[name]:11.1%}")
 
-    tvd = 0.5 * sum(abs(real_tokens[t] - gen_tokens[t]) for t in real_tokens | gen_tokens)
+    differences = {t: gen_tokens[t] - real_tokens[t] for t in real_tokens | gen_tokens}
+    tvd = 0.5 * sum(abs(d) for d in differences.values())
     coverage = sum(share for t, share in real_tokens.items() if t in gen_tokens)
+    ranked = sorted(differences, key=differences.get)
     print(f"\ntoken total-variation distance: {tvd:.3f}")
+    print("  most under-generated: " + ", ".join(f"{t} {differences[t]:+.2%}" for t in ranked[:6]))
+    print("  most over-generated:  " + ", ".join(f"{t} {differences[t]:+.2%}" for t in ranked[-6:]))
     print(
         f"vocabulary: real {len(real_tokens)} tokens, generated {len(gen_tokens)}; "
         f"generated vocabulary covers {coverage:.1%} of real token occurrences"

@@ -47,16 +47,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--image_height", type=int, default=None, help="default: Config's")
     parser.add_argument("--quick", action="store_true", help="3 steps, a smoke test")
     args = parser.parse_args()
     steps = 3 if args.quick else args.steps
     images, formulas, source = sample_data((steps + 6) * args.batch_size)
     config = Config(batch_size=args.batch_size)
+    config.image_height = args.image_height or config.image_height
     speed = samples_per_second(config, images, formulas, steps)
     print(f"{machine()}\ndata: {source}\n")
-    print(table(["model", "batch", "steps", "samples/s"],
-                [[f"default ({config.cnn_widths}, GRU {config.decoder_units})",
-                  args.batch_size, steps, f"{speed:.0f}"]]))
+    print(table(["model", "image height", "batch", "steps", "samples/s"],
+                [[f"CNN {config.cnn_widths}, GRU {config.decoder_units}",
+                  config.image_height, args.batch_size, steps, f"{speed:.0f}"]]))
 
 
 if __name__ == "__main__":

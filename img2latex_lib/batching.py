@@ -109,7 +109,7 @@ class BucketedDataset(keras.utils.PyDataset):
         formulas: Sequence[str],
         vocab: Vocab,
         batch_size: int = 32,
-        height: int = 48,
+        height: int = 32,
         max_width: int = 800,
         width_step: int = 32,
         max_len: int = 150,

@@ -151,7 +151,7 @@ def _datasets(specs: list[str]) -> tuple[list[Path], list[str]]:
     """Images and normalized formulas of data sets given as ``DIR[:FIRST-LAST][xREPEAT]``."""
     import re
 
-    from .datasets import load
+    from .datasets import formula_problem, load
     from .tokenizer import normalize
 
     images, formulas = [], []
@@ -160,9 +160,13 @@ def _datasets(specs: list[str]) -> tuple[list[Path], list[str]]:
         folder, first, last, repeat = match.groups()
         ids = range(int(first), int(last) + 1) if first else None
         dataset = load(folder, ids=ids)
-        print(dataset.report() + (f", used {repeat} times" if repeat else ""))
-        images += dataset.images * int(repeat or 1)
-        formulas += [normalize(f) for f in dataset.formulas] * int(repeat or 1)
+        pairs = [(s.image, normalize(s.formula)) for s in dataset.samples]
+        kept = [(image, formula) for image, formula in pairs if formula_problem(formula) is None]
+        dropped = len(pairs) - len(kept)
+        note = f", {dropped} too long once normalized" if dropped else ""
+        print(dataset.report() + note + (f", used {repeat} times" if repeat else ""))
+        images += [image for image, _ in kept] * int(repeat or 1)
+        formulas += [formula for _, formula in kept] * int(repeat or 1)
     return images, formulas
 
 

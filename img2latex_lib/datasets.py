@@ -218,7 +218,8 @@ def build_dataset(
                if (out_dir / IMAGE_DIRS[0] / f"{i}.png").exists()]
     _atomic_write(out_dir / DEFAULT_SPLIT, "".join(f"{i}.png {i}\n" for i in written))
     dataset = load(out_dir)
-    dataset.dropped["failed to render"] += len(failures)
+    if failures:
+        dataset.dropped["failed to render"] += len(failures)
     return dataset
 
 

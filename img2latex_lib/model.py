@@ -18,7 +18,7 @@ class Config:
 
     vocab_size: int = 0
     # image input
-    image_height: int = 48
+    image_height: int = 32
     max_width: int = 800
     width_step: int = 32
     # encoder

@@ -253,7 +253,7 @@ def pad_width(image: np.ndarray, width: int) -> np.ndarray:
 
 
 def content_width(
-    source: ImageSource, height: int = 48, max_width: int = 800, name: str | None = None
+    source: ImageSource, height: int = 32, max_width: int = 800, name: str | None = None
 ) -> int:
     """Width of the ink after crop and rescale, before padding: what :func:`prepare_image` gives
     without augmentation is ``bucket_width(content_width(...), width_step)`` wide. Costs a decode
@@ -346,7 +346,7 @@ class Augmenter:
 
 def prepare_image(
     source: ImageSource,
-    height: int = 48,
+    height: int = 32,
     max_width: int = 800,
     width_step: int = 32,
     augmenter: Augmenter | None = None,

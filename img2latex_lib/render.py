@@ -48,6 +48,7 @@ __all__ = [
     "mathtext_source",
     "default_renderer",
     "latex_available",
+    "prediction_figure",
 ]
 
 TEMPLATES = ("im2latex", "amsmath")
@@ -608,3 +609,36 @@ class MathtextRenderer(Renderer):
 def default_renderer() -> Renderer:
     """A `LatexRenderer` (im2latex template) when pdflatex and gs exist, else `MathtextRenderer`."""
     return LatexRenderer() if latex_available() else MathtextRenderer()
+
+
+def prediction_figure(image, latex: str, renderer: Renderer | None = None):
+    """A matplotlib figure: the input image above the rendered prediction (or why it failed)."""
+    import matplotlib.pyplot as plt
+
+    from .preprocess import load_image
+
+    source = load_image(image)
+    try:
+        rendered = (renderer or _figure_renderer()).render(latex)
+        error = None
+    except RenderError as failure:
+        rendered, error = None, str(failure)
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(8, 3.2))
+    top.imshow(source, cmap="gray", vmin=0, vmax=255)
+    top.set_title("input", fontsize=9, loc="left")
+    if rendered is not None:
+        bottom.imshow(rendered, cmap="gray", vmin=0, vmax=255)
+        bottom.set_title("prediction, rendered", fontsize=9, loc="left")
+    else:
+        bottom.text(0.01, 0.5, f"the prediction does not render: {error}", fontsize=9,
+                    va="center", wrap=True)
+    for axis in (top, bottom):
+        axis.set_axis_off()
+    figure.tight_layout()
+    return figure
+
+
+def _figure_renderer() -> Renderer:
+    """The amsmath template draws everything a prediction may contain; mathtext without TeX."""
+    return LatexRenderer(template="amsmath", strict=False) if latex_available() else (
+        MathtextRenderer())

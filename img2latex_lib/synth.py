@@ -3,11 +3,17 @@
 A small grammar writes formulas the way the normalized im2latex-100k formulas look: sums and
 relations of terms, fractions, sub- and superscripts, roots, big operators with limits,
 ``\\left ... \\right`` pairs, arrays, accents, fonts, function names, words, spacing and
-punctuation. Every choice is weighted by statistics measured on real formulas
-(:func:`fit_statistics`): which tokens fill each role in each context (top level, scripts,
-arguments), how long fractions, scripts, parentheses and array cells are, how long whole
-formulas are, and, fitted by simulation, how often each structure is chosen, so that a generated
-formula has on average as many fractions, scripts, relations... as a real one of the same length.
+punctuation. Every choice follows statistics measured on real formulas (:func:`fit_statistics`):
+
+- how long formulas are, and fractions, scripts, parentheses, array cells...; a formula draws its
+  length first and every part gets the room that is left (so lengths match the real ones);
+- which kind of item (letter, fraction, root, ...) starts, and which scripts follow an item, in
+  each context (top level, subscript, superscript, argument, array cell) with as many tokens
+  left in the group as there (so ``\\frac { 1 } { m ^ { 2 } }`` fills its room like real ones);
+- which tokens fill each role in each context, and how often a formula repeats its letters;
+- at top level, weights fitted by simulation so that generated formulas have as many fractions,
+  scripts, relations... as real ones, and a per-formula spread, fitted to the share of formulas
+  that have each structure (real structures cluster: one fraction often comes with several).
 
 Output is normalized, space-separated tokens (``normalize(f) == f``) that compile with pdflatex in
 the im2latex template (article, no amsmath): function names are written ``\\mathrm { s i n }``
@@ -30,17 +36,32 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
-from .tokenizer import MAX_LEN, _atom_end, _group_end, normalize, tokenize
+from .tokenizer import (
+    ARITY,
+    LIMIT_OPERATORS,
+    MAX_LEN,
+    OPERATORS,
+    _atom_end,
+    _group_end,
+    normalize,
+    tokenize,
+)
 
 STATS_FILE = "synth_stats.json"
 STATS_VERSION = 1
 #: Lines of the im2latex-100k val formulas from this index on are the held-out dev-test set.
 DEV_TEST_START = 7475
-#: im2latex writes function names with ``\operatorname``, which needs amsmath; this does not.
+#: normalize() spells ``\sin`` as im2latex does, ``\operatorname { s i n }``, which needs amsmath
+#: (absent from the im2latex template); ``\mathrm { s i n }`` gives the same upright letters.
 FUNCTION_COMMAND = r"\mathrm"
 MAX_DEPTH = 5
-#: Fitted factors on the directly counted distributions stay within [1/MAX_FACTOR, MAX_FACTOR].
+#: Fitted top-level weights stay within [1/MAX_FACTOR, MAX_FACTOR] of the counted distributions.
 MAX_FACTOR = 20.0
+#: Widest formula kept: the im2latex page cuts displays at its 345pt line, and the estimate
+#: (:func:`_width`) is within -3 % .. +19 % of the rendered width (measured on 389 formulas).
+MAX_WIDTH_PT = 285.0
+#: Formula lengths are corrected in bins of this many tokens for the too wide ones drawn again.
+LENGTH_BIN = 10
 #: Where an item stands: top level (and inside delimiters), subscript, superscript, argument of
 #: a fraction, root, accent or font, array cell.
 CONTEXTS = ("main", "sub", "sup", "arg", "cell")
@@ -49,56 +70,40 @@ CONTEXTS = ("main", "sub", "sup", "arg", "cell")
 # Only tokens that compile in LaTeX's article class without extra packages.
 
 CATEGORIES: dict[str, tuple[str, ...]] = {
-    "latin": tuple("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"),
-    "digit": tuple("0123456789"),
-    "greek": tuple(
-        "\\" + name for name in (
-            "alpha beta gamma delta epsilon varepsilon zeta eta theta vartheta iota kappa "
-            "lambda mu nu xi pi varpi rho varrho sigma varsigma tau upsilon phi varphi chi psi "
-            "omega Gamma Delta Theta Lambda Xi Pi Sigma Upsilon Phi Psi Omega"
-        ).split()
-    ),
-    "symbol": (
-        r"\partial", r"\infty", r"\nabla", r"\hbar", r"\ell", r"\prime", r"\dag", r"\imath",
-        r"\jmath", r"\wp", r"\Re", r"\Im", r"\aleph", r"\emptyset", r"\forall", r"\exists",
-        r"\neg", r"\bot", r"\top", r"\triangle", r"\angle", r"\surd", r"\flat", r"\sharp",
-        r"\natural",
-    ),
-    "dots": (r"\cdots", r"\ldots", r"\dots", r"\vdots", r"\ddots"),
-    "binop": (
-        "+", "-", "*", "/", r"\pm", r"\mp", r"\cdot", r"\times", r"\otimes", r"\oplus",
-        r"\ominus", r"\odot", r"\wedge", r"\vee", r"\circ", r"\ast", r"\star", r"\bullet",
-        r"\cap", r"\cup", r"\setminus", r"\div", r"\triangleright", r"\triangleleft",
-        r"\bigtriangleup", r"\bigtriangledown", r"\bigcirc",
-    ),
-    "relation": (
-        "=", "<", ">", r"\equiv", r"\leq", r"\geq", r"\neq", r"\sim", r"\simeq", r"\approx",
-        r"\to", r"\propto", r"\in", r"\ni", r"\subset", r"\supset", r"\subseteq", r"\supseteq",
-        r"\perp", r"\mid", r"\parallel", r"\longrightarrow", r"\leftarrow", r"\leftrightarrow",
-        r"\Rightarrow", r"\Leftarrow", r"\Leftrightarrow", r"\Longrightarrow",
-        r"\Longleftrightarrow", r"\longleftrightarrow", r"\mapsto", r"\longmapsto", r"\gg",
-        r"\ll", r"\cong", r"\doteq", r"\vdash", r"\asymp", r"\uparrow", r"\downarrow",
-        r"\hookrightarrow", r"\rightharpoonup", r"\searrow", r"\swarrow",
-    ),
-    "punct": (",", ".", ";", ":", "!"),  # not ': after a superscript it is a double one
-    "space": (r"\,", r"\;", r"\:", r"\!", r"\quad", r"\qquad", "~", "\\"),
-    "bigop": (
-        r"\sum", r"\int", r"\prod", r"\oint", r"\coprod", r"\bigcup", r"\bigcap", r"\bigotimes",
-        r"\bigoplus", r"\bigwedge", r"\bigvee", r"\bigsqcup", r"\smallint",
-    ),
-    "accent": (
-        r"\bar", r"\hat", r"\tilde", r"\vec", r"\dot", r"\ddot", r"\check", r"\breve",
-        r"\acute", r"\grave", r"\overline", r"\underline", r"\widetilde", r"\widehat",
-        r"\overrightarrow", r"\overleftarrow", r"\overbrace", r"\underbrace",
-    ),
-    "font": (r"\mathrm", r"\mathcal", r"\mathbf", r"\mathsf", r"\mathit", r"\mathtt"),
+    name: tuple(tokens.split())
+    for name, tokens in {
+        "latin": " ".join("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"),
+        "digit": " ".join("0123456789"),
+        "greek": r"""\alpha \beta \gamma \delta \epsilon \varepsilon \zeta \eta \theta \vartheta
+            \iota \kappa \lambda \mu \nu \xi \pi \varpi \rho \varrho \sigma \varsigma \tau
+            \upsilon \phi \varphi \chi \psi \omega \Gamma \Delta \Theta \Lambda \Xi \Pi \Sigma
+            \Upsilon \Phi \Psi \Omega""",
+        "symbol": r"""\partial \infty \nabla \hbar \ell \prime \dag \imath \jmath \wp \Re \Im
+            \aleph \emptyset \forall \exists \neg \bot \top \triangle \angle \surd \flat \sharp
+            \natural""",
+        "dots": r"\cdots \ldots \dots \vdots \ddots",
+        "binop": r"""+ - * / \pm \mp \cdot \times \otimes \oplus \ominus \odot \wedge \vee
+            \circ \ast \star \bullet \cap \cup \setminus \div \triangleright \triangleleft
+            \bigtriangleup \bigtriangledown \bigcirc""",
+        "relation": r"""= < > \equiv \leq \geq \neq \sim \simeq \approx \to \propto \in \ni
+            \subset \supset \subseteq \supseteq \perp \mid \parallel \longrightarrow \leftarrow
+            \leftrightarrow \Rightarrow \Leftarrow \Leftrightarrow \Longrightarrow
+            \Longleftrightarrow \longleftrightarrow \mapsto \longmapsto \gg \ll \cong \doteq
+            \vdash \asymp \uparrow \downarrow \hookrightarrow \rightharpoonup \searrow \swarrow""",
+        "punct": ", . ; : !",  # not ': after a superscript it makes a double superscript
+        "space": r"\, \; \: \! \quad \qquad ~",  # and a control space, added below
+        "bigop": r"""\sum \int \prod \oint \coprod \bigcup \bigcap \bigotimes \bigoplus
+            \bigwedge \bigvee \bigsqcup \smallint""",
+        "accent": r"""\bar \hat \tilde \vec \dot \ddot \check \breve \acute \grave \overline
+            \underline \widetilde \widehat \overrightarrow \overleftarrow \overbrace
+            \underbrace""",
+        "font": r"\mathrm \mathcal \mathbf \mathsf \mathit \mathtt",
+    }.items()
 }
+CATEGORIES["space"] += ("\\",)
 CATEGORY_OF = {token: cat for cat, tokens in CATEGORIES.items() for token in tokens}
-#: Names LaTeX typesets as log-like operators (``\sin``); im2latex spells them out.
-FUNCTION_NAMES = frozenset(
-    "arccos arcsin arctan arg cos cosh cot coth csc deg det dim exp gcd hom inf ker lg lim "
-    "liminf limsup ln log max min Pr sec sin sinh sup tan tanh".split()
-)
+#: Function names (``\\sin``), which im2latex spells ``\\operatorname { s i n }``.
+FUNCTION_NAMES = OPERATORS | LIMIT_OPERATORS
 WORD_COMMANDS = (r"\mathrm", r"\textrm")
 OPERATOR_COMMANDS = (r"\operatorname", r"\operatorname*")
 PLAIN_PAIRS = {"(": ")", "[": "]", r"\{": r"\}", r"\langle": r"\rangle", "|": "|", r"\|": r"\|"}
@@ -111,9 +116,22 @@ SCRIPT_CONTEXT = {"_": "sub", "^": "sup"}
 
 #: Structures the generator chooses between, with the fewest tokens each can take.
 KIND_COST = {
-    "latin": 1, "greek": 1, "number": 1, "symbol": 1, "dots": 1, "frac": 7, "sqrt": 4,
-    "paren": 3, "left": 3, "bigop": 2, "accent": 4, "font": 4, "function": 6, "word": 5,
-    "group": 4, "array": 9,
+    "latin": 1,
+    "greek": 1,
+    "number": 1,
+    "symbol": 1,
+    "dots": 1,
+    "frac": 7,
+    "sqrt": 4,
+    "paren": 3,
+    "left": 3,
+    "bigop": 2,
+    "accent": 4,
+    "font": 4,
+    "function": 6,
+    "word": 5,
+    "group": 4,
+    "array": 9,
 }
 LEAF_KINDS = ("latin", "greek", "symbol", "dots")
 BEFORE_OPERAND = ("bigop", "function")  # items that an operand follows without a connector
@@ -123,10 +141,10 @@ REUSED = ("latin", "greek", "symbol")
 REUSE_POOL = {"main": "main", "arg": "main", "cell": "main", "sub": "sub", "sup": "sup"}
 CONNECTORS = ("binop", "relation", "punct", "space")
 SCRIPTABLE = frozenset(
-    ("latin", "greek", "number", "symbol", "paren", "left", "accent", "font", "function",
-     "word", "group")
+    "latin greek number symbol paren left accent font function word group".split()
 )
-KNOBS = (*KIND_COST, *CONNECTORS)
+#: What the fitted top-level weights and per-formula spreads act on.
+KNOBS = (*KIND_COST, *CONNECTORS, *SCRIPTS)
 
 
 def _content(tokens: Sequence[str], start: int) -> tuple[int, int, int]:
@@ -159,6 +177,88 @@ def _letters(tokens: Sequence[str]) -> str | None:
     if len(tokens) >= 2 and all(len(t) == 1 and t.isascii() and t.isalpha() for t in tokens):
         return "".join(tokens)
     return None
+
+
+#: Approximate widths in pt at 10pt (operators and relations with their spacing).
+_LEAF_WIDTH = {
+    "latin": 5.5,
+    "digit": 5.0,
+    "greek": 6.0,
+    "symbol": 6.0,
+    "dots": 13.0,
+    "binop": 12.0,
+    "relation": 13.0,
+    "punct": 4.5,
+    "bigop": 12.0,
+}
+_SPACE_WIDTH = {
+    r"\,": 1.7,
+    r"\:": 2.2,
+    r"\;": 2.8,
+    r"\!": -1.7,
+    r"\quad": 10.0,
+    r"\qquad": 20.0,
+    "~": 3.3,
+    "\\": 3.3,
+}
+
+
+def _width(tokens: Sequence[str], i: int = 0, end: int | None = None, scale: float = 1.0) -> float:
+    """Estimated typeset width (pt) of ``tokens[i:end]`` in a display: scripts at 70 %, a
+    fraction as wide as its wider part, an array as its widest cells, column by column."""
+    end = len(tokens) if end is None else end
+    width = 0.0
+    while i < end:
+        token, cat = tokens[i], CATEGORY_OF.get(tokens[i])
+        if token in SCRIPTS:  # a subscript and a superscript stack: the wider one counts
+            parts = []
+            while i < end and tokens[i] in SCRIPTS:
+                first, last, i = _content(tokens, i + 1)
+                parts.append(_width(tokens, first, last, 0.7 * scale))
+            width += max(parts)
+        elif cat in _LEAF_WIDTH or cat == "space":
+            width += scale * (_LEAF_WIDTH.get(cat) or _SPACE_WIDTH[token])
+            i += 1
+        elif token == r"\frac":
+            first, last, after = _content(tokens, i + 1)
+            top = _width(tokens, first, last, scale)
+            first, last, i = _content(tokens, after)
+            width += max(top, _width(tokens, first, last, scale)) + 2 * scale
+        elif (
+            token == r"\begin{array}"
+            and (close := _matching(tokens, i, end, {r"\begin{array}"}, {r"\end{array}"})) > 0
+        ):
+            width += _array_width(tokens, _group_end(tokens, i + 1), close, scale)
+            i = close + 1
+        elif (
+            token in LEFT_TOKENS
+            and (close := _matching(tokens, i, end, LEFT_TOKENS, RIGHT_TOKENS)) > 0
+        ):
+            width += _width(tokens, i + 1, close, scale) + 9 * scale
+            i = close + 1
+        elif token == "{" or token in ARITY or token == r"\sqrt":  # a group, a command's args
+            after = _atom_end(tokens, i)
+            inner = (i + 1, after - 1) if token == "{" else (i + 1, after)
+            width += _width(tokens, *inner, scale) + (9 * scale if token == r"\sqrt" else 0)
+            i = after
+        else:  # delimiters, \\ and anything else: about one character
+            width += 0 if token in ("}", "&", r"\\") else 4.5 * scale
+            i += 1
+    return width
+
+
+def _array_width(tokens: Sequence[str], i: int, end: int, scale: float) -> float:
+    """Width of array cells ``tokens[i:end]``: the widest cell of each column, plus padding."""
+    columns: dict[int, float] = {}
+    column, start = 0, i
+    while i <= end:
+        if i == end or tokens[i] in ("&", r"\\"):
+            columns[column] = max(columns.get(column, 0.0), _width(tokens, start, i, scale))
+            column = 0 if i < end and tokens[i] == r"\\" else column + 1
+            start = i = i + 1
+        else:
+            i = _group_end(tokens, i) if tokens[i] == "{" else i + 1
+    return sum(columns.values()) + 10 * scale * len(columns)
 
 
 class _Profile:
@@ -211,7 +311,6 @@ class _Profile:
         lead = tokens[i] if i < end and CATEGORY_OF.get(tokens[i]) == "binop" else ""
         self.choices["lead/" + ctx][lead] += 1
         i += bool(lead)
-        room = end - i
         after_item = False
         while i < end:
             if tokens[i] in SCRIPTS:  # scripts of the item before, counted with it
@@ -226,7 +325,8 @@ class _Profile:
                 if after_item and (self.last in KIND_COST or self.last in CONNECTORS):
                     # what joins two items: nothing, an operator, a relation...
                     self.choices["joint/" + ctx][
-                        "juxtapose" if self.last in KIND_COST else self.last] += 1
+                        "juxtapose" if self.last in KIND_COST else self.last
+                    ] += 1
                 after_item = self.last in KIND_COST
                 if self.last in KIND_COST:
                     self.starts[f"{ctx}/{_room(room)}"][self.last] += 1
@@ -255,8 +355,9 @@ class _Profile:
         if cat in ("space", "digit"):  # a run of one space token, or of digits: one item
             kind = "space" if cat == "space" else "number"
             run = i + 1
-            while run < end and (tokens[run] == token or kind == "number" and
-                                 CATEGORY_OF.get(tokens[run]) == "digit"):
+            while run < end and (
+                tokens[run] == token or kind == "number" and CATEGORY_OF.get(tokens[run]) == "digit"
+            ):
                 run += 1
             self._event(kind, ctx)
             self.lengths[kind][run - i] += 1
@@ -323,8 +424,9 @@ class _Profile:
             if name:
                 self._event("word", ctx)
                 self.choices["word"][name] += 1
-                self.choices["word_command"][command if command in WORD_COMMANDS else
-                                             FUNCTION_COMMAND] += 1
+                self.choices["word_command"][
+                    command if command in WORD_COMMANDS else FUNCTION_COMMAND
+                ] += 1
             return after
         kind = CATEGORY_OF.get(command)
         if kind is None:  # \textrm around something that is not a word
@@ -359,7 +461,8 @@ class _Profile:
         self.choices[kind][f"{tokens[i]} {tokens[close]}"] += 1
         if kind == "left":
             inside = tokens[i + 1] == r"\begin{array}" and (
-                _matching(tokens, i + 1, close, {r"\begin{array}"}, {r"\end{array}"}) == close - 1)
+                _matching(tokens, i + 1, close, {r"\begin{array}"}, {r"\end{array}"}) == close - 1
+            )
             self.choices["array_left"][f"{tokens[i]} {tokens[close]}" if inside else ""] += 1
         self._walk_content(tokens, (i + 1, close, close + 1), "delim", ctx)
         self._event(kind, ctx)
@@ -407,13 +510,18 @@ class _Profile:
 
     def repeats(self) -> dict[str, float]:
         """Share of leaves of each reused category that appeared earlier in their formula."""
-        return {cat: self.repeated[cat, True] /
-                max(self.repeated[cat, True] + self.repeated[cat, False], 1) for cat in REUSED}
+        return {
+            cat: self.repeated[cat, True]
+            / max(self.repeated[cat, True] + self.repeated[cat, False], 1)
+            for cat in REUSED
+        }
 
     def script_patterns(self) -> dict[str, dict[str, int]]:
         """Per "context/kind/room": how many items had no script (""), "_", "^", "_^", "^_"."""
-        return {key: {"": n - self.scripted[key].total()} | _counts(self.scripted[key])
-                for key, n in sorted(self.bases.items())}
+        return {
+            key: {"": n - self.scripted[key].total()} | _counts(self.scripted[key])
+            for key, n in sorted(self.bases.items())
+        }
 
     def presence(self) -> dict[str, float]:
         """Share of formulas that have each kind (in any context)."""
@@ -422,7 +530,7 @@ class _Profile:
 
 def _room(tokens_left: int) -> str:
     """Bucket of the tokens left for an item and what follows it in its group."""
-    return next((str(b) for b in (3, 4, 5, 6, 7, 8, 12, 24) if tokens_left <= b), "more")
+    return next((str(b) for b in (1, 2, 3, 4, 5, 6, 7, 8, 12, 24) if tokens_left <= b), "more")
 
 
 def _first_relation(tokens: Sequence[str], end: int) -> str:
@@ -443,7 +551,8 @@ def _kind_of(token: str) -> str | None:
     if cat == "digit":
         return "number"
     return {r"\frac": "frac", r"\sqrt": "sqrt"}.get(token) or (
-        "left" if token in LEFT_TOKENS else "paren" if token in PLAIN_PAIRS else None)
+        "left" if token in LEFT_TOKENS else "paren" if token in PLAIN_PAIRS else None
+    )
 
 
 # --- fitting --------------------------------------------------------------------------------
@@ -468,18 +577,19 @@ def fit_statistics(
 ) -> dict:
     """Statistics of real formulas and generator weights fitted to reproduce them.
 
-    The formulas are normalized first. Token, length and choice distributions are counted
-    directly; how often each structure is chosen in each context is then fitted by generating
-    ``samples`` formulas per round and scaling each weight by real / generated rate. Real
-    structures cluster (a formula with one fraction often has several), so each formula draws
-    its own gamma-distributed factor per weight, with a spread fitted the same way to the share
-    of formulas that have each structure.
+    The formulas are normalized first. Token, length, kind and script distributions are counted
+    directly. Then, for ``rounds`` rounds, ``samples`` formulas are generated and measured:
+    each top-level weight is scaled by (real / generated rate of its structure), the spread of
+    the per-formula gamma factor by the share of formulas that have the structure, and the
+    probability of reusing a letter by the share of repeated letters.
     """
     profile = _profile(formulas)
     if profile.formulas == 0:
         raise ValueError("no formulas to fit statistics on")
-    wraps = {kind: n / max(sum(profile.events[f"{kind}@{c}"] for c in CONTEXTS), 1)
-             for kind, n in sorted(profile.wrapped.items())}
+    wraps = {
+        kind: n / max(sum(profile.events[f"{kind}@{c}"] for c in CONTEXTS), 1)
+        for kind, n in sorted(profile.wrapped.items())
+    }
     stats = {
         "version": STATS_VERSION,
         "formulas": profile.formulas,
@@ -494,12 +604,9 @@ def fit_statistics(
         "kinds": {key: _counts(c) for key, c in sorted(profile.starts.items())},
     }
     stats["reuse"] = {cat: 0.3 for cat in REUSED}
-    targets = stats["targets"]
     stats["dispersion"] = {k: 1.0 for k in KNOBS if k in stats["presence"]}
-    stats["weights"] = {ctx: {k: float(targets.get(f"{k}@{ctx}", 0) > 0) for k in KNOBS}
-                        for ctx in CONTEXTS}
-    stats["scripts"] = {ctx: {s: float(targets.get(f"{s}@{ctx}", 0) > 0) for s in SCRIPTS}
-                        for ctx in CONTEXTS}
+    stats["weights"] = {k: 1.0 for k in KNOBS}
+    stats["length_factors"] = {str(b): 1.0 for b in range(MAX_LEN // LENGTH_BIN + 1)}
     for step in range(rounds):
         generator = FormulaGenerator(seed + step, stats)
         generated = _profile(generator.generate() for _ in range(samples))
@@ -517,13 +624,28 @@ def _rescale(stats: dict, generated: _Profile, damping: float) -> None:
     for knob, shape in stats["dispersion"].items():
         ratio = stats["presence"][knob] / max(presence.get(knob, 0), 1e-3)
         stats["dispersion"][knob] = min(max(shape * ratio ** (2 * damping), 0.02), 100.0)
-    for ctx in CONTEXTS:
-        for knobs, table in ((KNOBS, stats["weights"][ctx]), (SCRIPTS, stats["scripts"][ctx])):
-            for knob in knobs:
-                if table[knob] > 0:
-                    ratio = (targets.get(f"{knob}@{ctx}", 0) + 1e-3) / (
-                        rates.get(f"{knob}@{ctx}", 0) + 1e-3)
-                    table[knob] = min(max(table[knob] * ratio**damping, 1 / MAX_FACTOR), MAX_FACTOR)
+    real = _length_shares(stats["lengths"]["formula"])
+    made = _length_shares(generated.lengths["formula"])
+    for b, factor in stats["length_factors"].items():  # too wide formulas are drawn again
+        ratio = (real.get(b, 0) + 1e-3) / (made.get(b, 0) + 1e-3)
+        stats["length_factors"][b] = min(max(factor * ratio**damping, 1 / MAX_FACTOR), MAX_FACTOR)
+    weights = stats["weights"]
+    for knob, weight in weights.items():
+        ratio = (targets.get(f"{knob}@main", 0) + 1e-3) / (rates.get(f"{knob}@main", 0) + 1e-3)
+        weights[knob] = min(max(weight * ratio**damping, 1 / MAX_FACTOR), MAX_FACTOR)
+    # only ratios between kinds matter: keep their geometric mean at 1
+    mean = math.exp(sum(math.log(weights[k]) for k in KIND_COST) / len(KIND_COST))
+    for kind in KIND_COST:
+        weights[kind] /= mean
+
+
+def _length_shares(counts: dict) -> dict[str, float]:
+    """Share of formulas in each bin of LENGTH_BIN lengths."""
+    bins: Counter = Counter()
+    for length, n in counts.items():
+        bins[str(int(length) // LENGTH_BIN)] += n
+    total = bins.total()
+    return {b: n / total for b, n in bins.items()}
 
 
 @cache
@@ -569,18 +691,35 @@ class FormulaGenerator:
     def __init__(self, seed: int, stats: dict | None = None) -> None:
         stats = default_statistics() if stats is None else stats
         if stats.get("version") != STATS_VERSION:
-            raise ValueError(f"formula statistics have version {stats.get('version')}, "
-                             f"expected {STATS_VERSION}: refit them with fit_statistics")
+            raise ValueError(
+                f"formula statistics have version {stats.get('version')}, "
+                f"expected {STATS_VERSION}: refit them with fit_statistics"
+            )
         self.rng = random.Random(seed)
         self.stats = json.loads(json.dumps(stats, sort_keys=True))  # one key order: same output
         self._choices: dict[tuple[str, str], _Choice] = {}
+        factors = self.stats["length_factors"]
+        self._lengths = _Choice(
+            {
+                length: n * factors[str(int(length) // LENGTH_BIN)]
+                for length, n in self.stats["lengths"]["formula"].items()
+            }
+        )
         self._style: dict[str, float] = {}  # this formula's factor on each weight
         self._used: dict[str, list[str]] = {}  # this formula's leaves so far, by pool/category
         self._makers = {
-            "number": self._number, "frac": self._frac, "sqrt": self._sqrt,
-            "paren": self._delimited, "left": self._delimited, "bigop": self._bigop,
-            "accent": self._command, "font": self._command, "function": self._name,
-            "word": self._name, "group": self._group, "array": self._array,
+            "number": self._number,
+            "frac": self._frac,
+            "sqrt": self._sqrt,
+            "paren": self._delimited,
+            "left": self._delimited,
+            "bigop": self._bigop,
+            "accent": self._command,
+            "font": self._command,
+            "function": self._name,
+            "word": self._name,
+            "group": self._group,
+            "array": self._array,
         }
 
     def _pick(self, group: str, key: str, default: str = "") -> str:
@@ -593,6 +732,14 @@ class FormulaGenerator:
     def _length(self, role: str, low: int, high: int) -> int:
         """A length for ``role`` from its fitted distribution, clipped to [low, high]."""
         return min(max(int(self._pick("lengths", role, "1")), low), high)
+
+    def _factor(self, knob: str, ctx: str) -> float:
+        """Weight factor on a choice: at top level the fitted weight times this formula's
+        spread; inside scripts, arguments and cells none (the real distributions for the same
+        context and room decide there)."""
+        if ctx != "main":
+            return 1.0
+        return self.stats["weights"].get(knob, 1.0) * self._style.get(knob, 1.0)
 
     def _chance(self, p: float) -> bool:
         return self.rng.random() < p
@@ -607,32 +754,45 @@ class FormulaGenerator:
         if used and self._chance(self.stats["reuse"][category]):
             token = self.rng.choice(used)
         else:
-            token = (self._pick("tokens", f"{ctx}/{category}") or
-                     self._pick("tokens", f"main/{category}", CATEGORIES[category][0]))
+            token = self._pick("tokens", f"{ctx}/{category}") or self._pick(
+                "tokens", f"main/{category}", CATEGORIES[category][0]
+            )
         if category in REUSED and token not in self._used.setdefault(pool, []):
             self._used[pool].append(token)
         return token
 
     def generate(self) -> str:
-        """One formula: normalized tokens joined by single spaces, 1 to 150 tokens."""
-        self._style = {knob: self.rng.gammavariate(shape, 1 / shape)
-                       for knob, shape in self.stats["dispersion"].items()}
+        """One formula: normalized tokens joined by single spaces, 1 to 150 tokens, that fits
+        the im2latex page width (a formula estimated wider is drawn again, up to 100 times)."""
+        for _ in range(100):
+            tokens = self._formula()
+            if _width(tokens) <= MAX_WIDTH_PT:
+                break
+        return " ".join(tokens)
+
+    def _formula(self) -> list[str]:
+        self._style = {
+            knob: self.rng.gammavariate(shape, 1 / shape)
+            for knob, shape in self.stats["dispersion"].items()
+        }
         self._used = {}
         ending = self._pick("choices", "ending").split()
-        budget = self._length("formula", len(ending) + 1, MAX_LEN) - len(ending)
+        length = int(self._lengths.sample(self.rng))
+        budget = min(max(length, len(ending) + 1), MAX_LEN) - len(ending)
         split = self._pick("choices", "split")
         if not split or budget < 3:
-            return " ".join(self._expr(budget, "main", 0) + ending)
+            return self._expr(budget, "main", 0) + ending
         size = min(max(round(budget * int(split) / 10), 1), budget - 2)
-        left = self._expr(size, "main", 0, after=budget - size)
+        left = self._expr(size, "main", 0, spare=budget - size - 2)
         right = self._expr(budget - len(left) - 1, "main", 0)
-        return " ".join([*left, self._leaf("main", "relation"), *right, *ending])
+        return [*left, self._leaf("main", "relation"), *right, *ending]
 
-    def _expr(self, budget: int, ctx: str, depth: int, after: int = 0) -> list[str]:
+    def _expr(self, budget: int, ctx: str, depth: int, spare: int = 0) -> list[str]:
         """Items joined by connectors (operators, relations, punctuation, spaces).
 
-        ``after``: tokens that will follow in the same group (items are chosen as in real
-        formulas with as many tokens left in their group).
+        About ``budget`` tokens: the last item may take ``spare`` tokens more (the left side of
+        a relation, which the right side makes up for). Items are chosen as in real formulas
+        with as many tokens left in their group.
         """
         out: list[str] = []
         if budget <= 0:
@@ -645,15 +805,13 @@ class FormulaGenerator:
             joint = [] if kind in ("", *BEFORE_OPERAND) else self._connector(ctx)
             if budget - len(out) - len(joint) >= 1:  # else the next item follows directly
                 out += joint
-            item, kind = self._item(budget - len(out), ctx, depth, budget - len(out) + after)
+            item, kind = self._item(budget + spare - len(out), ctx, depth)
             out += item
         return out
 
     def _connector(self, ctx: str) -> list[str]:
-        weights = self.stats["weights"][ctx]
         real = self.stats["choices"].get("joint/" + ctx) or {"juxtapose": 1}
-        connector = _Choice({c: n * (weights[c] * self._style.get(c, 1) if c in weights else 1)
-                             for c, n in real.items()}).sample(self.rng)
+        connector = _Choice({c: n * self._factor(c, ctx) for c, n in real.items()}).sample(self.rng)
         if connector == "juxtapose":
             return []
         if connector == "space":
@@ -666,16 +824,20 @@ class FormulaGenerator:
     def _space(self, ctx: str) -> list[str]:
         return [self._leaf(ctx, "space")] * self._length("space", 1, 8)
 
-    def _item(self, room: int, ctx: str, depth: int, left: int) -> tuple[list[str], str]:
-        """One item of at most ``room`` tokens, with its scripts, maybe wrapped in braces.
+    def _item(self, room: int, ctx: str, depth: int) -> tuple[list[str], str]:
+        """One item with its scripts, maybe wrapped in braces; returns it and its kind.
 
-        ``left``: tokens left in the group from here on. Returns the tokens and the kind.
+        ``room``: the tokens left in the group, which the item may not exceed.
         """
-        weights = self.stats["weights"][ctx]
-        real = (self.stats["kinds"].get(f"{ctx}/{_room(left)}") or
-                self.stats["kinds"].get(f"main/{_room(left)}", {}))
-        allowed = {k: n * weights[k] * self._style.get(k, 1) for k, n in real.items()
-                   if KIND_COST[k] <= room and (depth < MAX_DEPTH or k in LEAF_KINDS)}
+        left = room  # for the statistics; room shrinks below when an operand must follow
+        real = self.stats["kinds"].get(f"{ctx}/{_room(left)}") or self.stats["kinds"].get(
+            f"main/{_room(left)}", {}
+        )
+        allowed = {
+            k: n * self._factor(k, ctx)
+            for k, n in real.items()
+            if KIND_COST[k] <= room and (depth < MAX_DEPTH or k in LEAF_KINDS)
+        }
         choice = _Choice(allowed)
         kind = choice.sample(self.rng) if choice else "latin"
         maker = self._makers.get(kind)
@@ -684,7 +846,10 @@ class FormulaGenerator:
         tokens = maker(kind, room, ctx, depth + 1) if maker else [self._leaf(ctx, kind)]
         if not tokens:  # a structure with nothing that fits: a letter instead
             kind, tokens = "latin", [self._leaf(ctx, "latin")]
-        if room - len(tokens) >= 2 and self._chance(self.stats["wrap"].get(kind, 0)):
+        inner_script = kind == "font" and not set(SCRIPTS).isdisjoint(tokens)
+        if room - len(tokens) >= 2 and (  # `\mathcal { x ^ { a } } ^ { b }` is a double script
+            inner_script or self._chance(self.stats["wrap"].get(kind, 0))
+        ):
             tokens = ["{", *tokens, "}"]
         scripts = self._plan_scripts(kind, ctx, left - len(tokens)) if kind in SCRIPTABLE else []
         for script, size in scripts:
@@ -698,10 +863,13 @@ class FormulaGenerator:
         As in real formulas of the same context with as many tokens ``left`` in the group
         after the item.
         """
-        boost = self.stats["scripts"][ctx]
         patterns = self.stats["script_patterns"].get(f"{ctx}/{kind}/{_room(left)}", {})
-        choice = _Choice({pattern: n * math.prod(boost[s] * self._style.get(s, 1) for s in pattern)
-                          for pattern, n in patterns.items()})
+        choice = _Choice(
+            {
+                pattern: n * math.prod(self._factor(s, ctx) for s in pattern)
+                for pattern, n in patterns.items()
+            }
+        )
         pattern = choice.sample(self.rng) if choice else ""
         return [(s, self._length(SCRIPT_CONTEXT[s], 1, MAX_LEN)) for s in pattern]
 
@@ -749,8 +917,11 @@ class FormulaGenerator:
 
     def _name(self, kind: str, room: int, ctx: str, depth: int) -> list[str]:
         """``\\mathrm { s i n }``: a fitted function name or word that fits, or [] if none did."""
-        command = (FUNCTION_COMMAND if kind == "function" else
-                   self._pick("choices", "word_command", FUNCTION_COMMAND))
+        command = (
+            FUNCTION_COMMAND
+            if kind == "function"
+            else self._pick("choices", "word_command", FUNCTION_COMMAND)
+        )
         for _ in range(4):
             name = self._pick("choices", kind)
             if name and len(name) + 3 <= room:
@@ -800,18 +971,26 @@ def _read_formulas(path: Path, lines: int) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """``fit FORMULAS`` writes the package statistics; ``sample`` prints generated formulas."""
-    parser = argparse.ArgumentParser(prog="python -m img2latex_lib.synth", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m img2latex_lib.synth",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     fit = commands.add_parser("fit", help="fit statistics on a formulas.norm.lst file")
     fit.add_argument("formulas", type=Path)
-    fit.add_argument("--lines", type=int, default=DEV_TEST_START,
-                     help="use only the first LINES lines (default: %(default)s, the val lines "
-                          "before the held-out dev-test set)")
+    fit.add_argument(
+        "--lines",
+        type=int,
+        default=DEV_TEST_START,
+        help="use only the first LINES lines (default: %(default)s, the val lines "
+        "before the held-out dev-test set)",
+    )
     fit.add_argument("--out", type=Path, default=Path(__file__).with_name(STATS_FILE))
     fit.add_argument("--rounds", type=int, default=12, help="simulation rounds (%(default)s)")
-    fit.add_argument("--samples", type=int, default=2000,
-                     help="formulas generated per round (%(default)s)")
+    fit.add_argument(
+        "--samples", type=int, default=2000, help="formulas generated per round (%(default)s)"
+    )
     sample = commands.add_parser("sample", help="print generated formulas")
     sample.add_argument("-n", type=int, default=10)
     sample.add_argument("--seed", type=int, default=0)

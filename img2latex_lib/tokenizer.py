@@ -135,21 +135,39 @@ def _replace_font_switches(tokens: list[str]) -> list[str]:
     return out
 
 
-_NOT_AN_ARGUMENT = frozenset({"{", "}", "^", "_", "&", "\\\\"})
+_NOT_AN_ARGUMENT = frozenset({"{", "}", "^", "_", "&", "\\\\", "]"})
 
 
-def _brace_scripts(tokens: list[str]) -> list[str]:
-    """``x ^ 2`` -> ``x ^ { 2 }``: every sub/superscript argument becomes a braced group."""
+def _braced(tokens: list[str], start: int) -> tuple[list[str], int]:
+    """The atom at ``start`` as a braced group (normalized inside), and the index after it."""
+    end = _atom_end(tokens, start)
+    inner = _brace_arguments(tokens[start:end])
+    if tokens[start] == "{":
+        return inner, end
+    return ["{", *inner, "}"], end
+
+
+def _brace_arguments(tokens: list[str]) -> list[str]:
+    """``x ^ 2`` -> ``x ^ { 2 }``, ``\frac 1 2`` -> ``\frac { 1 } { 2 }``: every script and
+    command argument becomes a braced group."""
     out: list[str] = []
     i = 0
     while i < len(tokens):
         token = tokens[i]
         out.append(token)
         i += 1
-        if token in ("^", "_") and i < len(tokens) and tokens[i] not in _NOT_AN_ARGUMENT:
-            end = _atom_end(tokens, i)
-            out += ["{", *_brace_scripts(tokens[i:end]), "}"]
-            i = end
+        count = 1 if token in ("^", "_") else ARITY.get(token, 0)
+        if token == r"\sqrt" and i < len(tokens) and tokens[i] == "[":
+            end = i
+            while end < len(tokens) and tokens[end] != "]":
+                end += 1
+            out += _brace_arguments(tokens[i:end + 1])
+            i = end + 1
+        for _ in range(count):
+            if i >= len(tokens) or tokens[i] in _NOT_AN_ARGUMENT - {"{"}:
+                break
+            group, i = _braced(tokens, i)
+            out += group
     return out
 
 
@@ -179,13 +197,14 @@ def normalize(latex: str) -> str:
       ``\lim _ { n }`` -> ``\operatorname* { l i m } _ { n }``
     - old font switches opening a group: ``{ \rm d } x`` -> ``\mathrm { d } x``,
       ``{ \cal L }`` -> ``\mathcal { L }``
-    - script arguments always braced: ``x ^ 2`` -> ``x ^ { 2 }``,
-      ``x _ \alpha`` -> ``x _ { \alpha }``, ``e ^ \frac 1 2`` -> ``e ^ { \frac 1 2 }``
+    - script and command arguments always braced: ``x ^ 2`` -> ``x ^ { 2 }``,
+      ``x _ \alpha`` -> ``x _ { \alpha }``, ``\frac 1 2`` -> ``\frac { 1 } { 2 }``,
+      ``e ^ \frac 1 2`` -> ``e ^ { \frac { 1 } { 2 } }``
     """
     tokens = [SYNONYMS.get(t, t) for t in tokenize(latex)]
     tokens = _spell_operators([_fuse_delimiter_synonym(t) for t in tokens])
     for _ in range(4):  # a rule can expose work for the other one (``^ \rm``): run to a fixpoint
-        rewritten = _brace_scripts(_replace_font_switches(tokens))
+        rewritten = _brace_arguments(_replace_font_switches(tokens))
         if rewritten == tokens:
             break
         tokens = rewritten

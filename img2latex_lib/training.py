@@ -354,14 +354,14 @@ class Trainer:
             history = self.model.fit(
                 fit_input(_SkipBatches(self.train_data, offset), self.config.image_height),
                 initial_epoch=epoch, epochs=epoch + 1,
-                callbacks=self.callbacks(max_steps, offset), verbose=verbose)
+                callbacks=self.callbacks(max_steps, offset), verbose=verbose, shuffle=False)
             epoch += 1
         if epoch < self.config.num_epochs and not self.model.stop_training:
             self._set_epoch(epoch)
             history = self.model.fit(
                 fit_input(self.train_data, self.config.image_height),
                 initial_epoch=epoch, epochs=self.config.num_epochs,
-                callbacks=self.callbacks(max_steps, 0), verbose=verbose)
+                callbacks=self.callbacks(max_steps, 0), verbose=verbose, shuffle=False)
         return history
 
     def _set_epoch(self, epoch: int) -> None:

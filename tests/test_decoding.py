@@ -87,3 +87,11 @@ def test_producer_attention_maps(checkpoint, images):
     assert maps.shape[1] == 32 // 8
     np.testing.assert_allclose(maps.reshape(len(tokens), -1).sum(-1), 1.0, atol=1e-4)
     assert model_input.shape[0] == 32
+
+
+def test_render_returns_the_input_above_the_rendered_prediction(checkpoint, images):
+    latex, figure = LatexProducer(checkpoint).predict(np.uint8(255 * images[0, :, :, 0]),
+                                                      render=True)
+    assert isinstance(latex, str)
+    assert len(figure.axes) == 2
+    assert figure.axes[0].get_title(loc="left") == "input"

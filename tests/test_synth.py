@@ -125,8 +125,20 @@ def test_command_line_fits_only_the_first_lines(tmp_path, capsys):
     source = tmp_path / "formulas.norm.lst"
     source.write_text("\n".join(CORPUS + [r"\Omega \Omega \Omega"] * 50) + "\n")
     out = tmp_path / "stats.json"
-    main(["fit", str(source), "--lines", str(len(CORPUS)), "--out", str(out), "--rounds", "2",
-          "--samples", "50"])
+    main(
+        [
+            "fit",
+            str(source),
+            "--lines",
+            str(len(CORPUS)),
+            "--out",
+            str(out),
+            "--rounds",
+            "2",
+            "--samples",
+            "50",
+        ]
+    )
     assert f"fitted on {len(CORPUS)} formulas" in capsys.readouterr().out
     stats = json.loads(out.read_text())
     assert stats["formulas"] == len(CORPUS)
@@ -147,8 +159,10 @@ def test_real_val_length_and_token_distribution(val_dir):
     real_counts = Counter(t for f in real for t in f.split())
     generated_counts = Counter(t for f in generated for t in f.split())
     real_total, generated_total = real_counts.total(), generated_counts.total()
-    distance = 0.5 * sum(abs(real_counts[t] / real_total - generated_counts[t] / generated_total)
-                         for t in real_counts | generated_counts)
+    distance = 0.5 * sum(
+        abs(real_counts[t] / real_total - generated_counts[t] / generated_total)
+        for t in real_counts | generated_counts
+    )
     assert distance < 0.08
 
 

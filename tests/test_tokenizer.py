@@ -54,7 +54,10 @@ def test_round_trip_on_all_real_val_formulas(val_dir):
 @pytest.mark.parametrize(("raw", "normalized"), [
     ("x^2", "x ^ { 2 }"),
     (r"x_\alpha", r"x _ { \alpha }"),
-    (r"e^\frac12", r"e ^ { \frac 1 2 }"),
+    (r"e^\frac12", r"e ^ { \frac { 1 } { 2 } }"),
+    (r"\frac 1 2", r"\frac { 1 } { 2 }"),
+    (r"\sqrt[3]x^2", r"\sqrt [ 3 ] { x } ^ { 2 }"),
+    (r"\hat a+\mathrm{d}", r"\hat { a } + \mathrm { d }"),
     (r"x^\mathrm{ab}", r"x ^ { \mathrm { a b } }"),
     (r"{\rm d}x", r"\mathrm { d } x"),
     (r"{\cal L}_{\rm int}", r"\mathcal { L } _ { \mathrm { i n t } }"),

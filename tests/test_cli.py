@@ -1,0 +1,96 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from img2latex_lib.cli import main
+from img2latex_lib.model import Config, build_model
+from img2latex_lib.tokenizer import Vocab
+from img2latex_lib.training import save_checkpoint
+from tests.test_model import SMALL, randomized
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    model = build_model(Config(**SMALL), verbose=False)
+    model.set_weights([randomized(w, np.random.default_rng(5)) for w in model.weights])
+    vocab = Vocab.build(["a b c d e f g h i j k l m n o p"])
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "model", model, vocab)
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("images")
+    paths = []
+    for i in range(3):
+        image = Image.new("L", (60 + 30 * i, 24), 255)
+        image.paste(0, (5, 5, 20 + 20 * i, 18))
+        paths.append(folder / f"{i}.png")
+        image.save(paths[-1])
+    return paths
+
+
+def test_predict_one_image_prints_latex_only(checkpoint, images, capsys):
+    assert main(["predict", str(images[0]), "--checkpoint", str(checkpoint)]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and "\t" not in out[0]
+
+
+def test_predict_several_images_tsv_and_json_in_order(checkpoint, images, capsys):
+    args = ["predict", *map(str, images), "--checkpoint", str(checkpoint)]
+    assert main(args) == 0
+    rows = [line.split("\t") for line in capsys.readouterr().out.strip().splitlines()]
+    assert [row[0] for row in rows] == [str(p) for p in images]
+    assert main([*args, "--format", "json", "--beam", "2"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    assert [r["image"] for r in records] == [str(p) for p in images]
+    assert all(isinstance(r["latex"], str) for r in records)
+
+
+def test_predict_render_writes_a_figure(checkpoint, images, tmp_path, capsys):
+    image = tmp_path / "x.png"
+    image.write_bytes(images[1].read_bytes())
+    assert main(["predict", str(image), "--render", "--checkpoint", str(checkpoint)]) == 0
+    assert (tmp_path / "x.pred.png").exists()
+
+
+@pytest.mark.parametrize(("setup", "message"), [
+    ("missing", "nothing.png: no such file"),
+    ("not_image", "notes.png"),
+    ("bad_checkpoint", "checkpoint is missing model.weights.h5"),
+])
+def test_errors_are_one_line_with_nonzero_exit(setup, message, checkpoint, images, tmp_path):
+    image, ckpt = images[0], checkpoint
+    if setup == "missing":
+        image = tmp_path / "nothing.png"
+    elif setup == "not_image":
+        image = tmp_path / "notes.png"
+        image.write_text("this is not a picture")
+    else:
+        ckpt = tmp_path / "ckpt"
+        ckpt.mkdir()
+        (ckpt / "config.json").write_text((checkpoint / "config.json").read_text())
+        (ckpt / "vocab.json").write_text((checkpoint / "vocab.json").read_text())
+    result = subprocess.run(
+        [sys.executable, "-m", "img2latex_lib.cli", "predict", str(image), "--checkpoint",
+         str(ckpt)], capture_output=True, text=True, cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("img2latex:")]
+    assert len(errors) == 1 and message in errors[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_prepare_synthetic_and_render(tmp_path, capsys):
+    assert main(["prepare", str(tmp_path / "synth"), "--synthetic", "6", "--seed", "3"]) == 0
+    assert "samples" in capsys.readouterr().out
+    assert len(list((tmp_path / "synth" / "images").glob("*.png"))) >= 5
+    assert main(["render", r"\frac{a}{b}", "-o", str(tmp_path / "f.png")]) == 0
+    assert Image.open(tmp_path / "f.png").size[1] > 10

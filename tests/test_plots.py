@@ -1,0 +1,79 @@
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+from PIL import Image
+
+from img2latex_lib.plots import (
+    block_diagram,
+    feature_maps,
+    show_attention,
+    show_images,
+    side_by_side,
+)
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def _images(n: int) -> list:
+    """PIL images and [H, W, 1] float arrays, as the notebooks pass them."""
+    return [Image.new("L", (60, 20), 255) if k % 2 else np.ones((48, 64, 1), "float32")
+            for k in range(n)]
+
+
+def test_show_images_one_axes_per_image_and_titles():
+    fig = show_images(_images(5), titles=list("abcde"), ncols=2)
+    assert len(fig.axes) == 5  # the sixth cell of the 3x2 grid is removed
+    assert [ax.get_title(loc="left") for ax in fig.axes] == list("abcde")
+    with pytest.raises(ValueError, match="3 images but 2 titles"):
+        show_images(_images(3), titles=["a", "b"])
+
+
+def test_show_images_keeps_grey_levels():
+    dark = np.zeros((10, 10), np.uint8)
+    fig = show_images([dark])
+    assert fig.axes[0].images[0].get_clim() == (0, 255)  # black stays black, not rescaled
+
+
+def test_titles_with_dollar_signs_draw_as_text():
+    fig = show_images(_images(1), titles=[r"\$ 5 + $\frac { a } {$"])  # not valid mathtext
+    fig.canvas.draw()  # would raise a mathtext parse error if "$" started math mode
+
+
+def test_side_by_side_two_columns():
+    fig = side_by_side(_images(3), _images(3), titles=("real", "render"))
+    assert len(fig.axes) == 6
+    assert [ax.get_title(loc="left") for ax in fig.axes[:2]] == ["real", "render"]
+    with pytest.raises(ValueError, match="pairs: got 2 and 3"):
+        side_by_side(_images(2), _images(3))
+
+
+def test_feature_maps_grid():
+    maps = [np.random.default_rng(0).random((24, 80, 16)), np.zeros((6, 20, 2))]
+    fig = feature_maps(maps, channels=3)
+    assert len(fig.axes) == 6
+    assert len(fig.axes[5].images) == 0  # the second map has only 2 channels
+    assert "6x20" in fig.axes[3].get_ylabel()
+
+
+def test_show_attention_overlays_each_map():
+    fig = show_attention(np.ones((48, 96, 1)), np.random.default_rng(0).random((3, 6, 12)),
+                         titles=["a", "b", "c"])
+    assert len(fig.axes) == 3
+    assert all(len(ax.images) == 2 for ax in fig.axes)
+    assert fig.axes[0].images[1].get_clim()[0] == 0.0  # even weights must not look peaked
+    with pytest.raises(ValueError, match="maps, rows, cols"):
+        show_attention(np.ones((48, 96)), np.ones((6, 12)))
+
+
+def test_block_diagram_boxes_and_links():
+    fig = block_diagram([["image", "CNN", "rows"], ["tokens", "GRU"]], links=[((0, 2), (1, 1))],
+                        lane_titles=["encoder", "decoder"])
+    ax = fig.axes[0]
+    assert len(ax.patches) == 5 + 3 + 1  # boxes, arrows within lanes, one link
+    assert {t.get_text() for t in ax.texts} >= {"image", "GRU", "encoder"}
+    with pytest.raises(ValueError, match="at least one box"):
+        block_diagram([["a"], []])
