@@ -1,4 +1,5 @@
-"""Evaluation metrics: BLEU-4, edit distance, exact match, token accuracy, image match.
+"""Evaluation metrics: BLEU-4, edit distance, exact match, token accuracy, image match, and
+token alignments with per-token error counts for error analysis.
 
 Formulas may be given as LaTeX strings (tokenized with :func:`img2latex_lib.tokenizer.tokenize`,
 so ``"x^2"`` and ``"x ^ 2"`` are the same) or as token lists. Corpus metrics take parallel
@@ -13,7 +14,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -146,6 +147,85 @@ def token_accuracy(references: Sequence[Formula], hypotheses: Sequence[Formula])
     if total == 0:
         return 1.0
     return sum(r == h for ref, hyp in pairs for r, h in zip(ref, hyp, strict=False)) / total
+
+
+# --- error analysis -------------------------------------------------------------------------
+
+
+def align(reference: Formula, hypothesis: Formula) -> list[tuple[str | None, str | None]]:
+    """A minimum-edit alignment of two token sequences, as ``(reference, hypothesis)`` pairs.
+
+    Equal pairs are matches, unequal ones substitutions; ``(token, None)`` is a reference token
+    the hypothesis left out, ``(None, token)`` one it added. The number of non-matching pairs is
+    :func:`edit_distance`. Where several alignments are equally short, the one returned is fixed:
+    tracing back from the ends, a match or substitution is taken first, then a deletion.
+    """
+    ref, hyp = as_tokens(reference), as_tokens(hypothesis)
+    table = [list(range(len(hyp) + 1))]  # table[i][j]: distance of ref[:i] and hyp[:j]
+    for i, r in enumerate(ref, 1):
+        above, row = table[-1], [i]
+        for j, h in enumerate(hyp, 1):
+            row.append(min(above[j - 1] + (r != h), above[j] + 1, row[j - 1] + 1))
+        table.append(row)
+    pairs: list[tuple[str | None, str | None]] = []
+    i, j = len(ref), len(hyp)
+    while i or j:
+        if i and j and table[i][j] == table[i - 1][j - 1] + (ref[i - 1] != hyp[j - 1]):
+            i, j = i - 1, j - 1
+            pairs.append((ref[i], hyp[j]))
+        elif i and table[i][j] == table[i - 1][j] + 1:
+            i -= 1
+            pairs.append((ref[i], None))
+        else:
+            j -= 1
+            pairs.append((None, hyp[j]))
+    return pairs[::-1]
+
+
+@dataclass
+class TokenErrors:
+    """Error counts of a corpus by token, from the alignments of :func:`align`.
+
+    ``occurrences`` counts reference tokens; ``deletions`` the reference tokens a hypothesis left
+    out; ``substitutions`` ``(reference token, hypothesis token)`` pairs; ``insertions`` the
+    hypothesis tokens that stand for nothing in the reference.
+    """
+
+    occurrences: Counter[str] = field(default_factory=Counter)
+    deletions: Counter[str] = field(default_factory=Counter)
+    substitutions: Counter[tuple[str, str]] = field(default_factory=Counter)
+    insertions: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def missed(self) -> Counter[str]:
+        """Reference tokens not reproduced (deleted or substituted), by token."""
+        missed = Counter(self.deletions)
+        for (ref, _), count in self.substitutions.items():
+            missed[ref] += count
+        return missed
+
+    def worst(self, min_count: int = 5, top: int = 10) -> list[tuple[str, int, int]]:
+        """``(token, occurrences, missed)`` of the tokens seen at least ``min_count`` times, the
+        largest share missed first (ties: the more frequent first)."""
+        missed = self.missed
+        rows = [(t, n, missed[t]) for t, n in self.occurrences.items() if n >= min_count]
+        rows.sort(key=lambda row: (-row[2] / row[1], -row[1], row[0]))
+        return rows[:top]
+
+
+def token_errors(references: Sequence[Formula], hypotheses: Sequence[Formula]) -> TokenErrors:
+    """Count, over a corpus, which reference tokens are missed and what is written instead."""
+    errors = TokenErrors()
+    for ref, hyp in _token_pairs(references, hypotheses):
+        errors.occurrences.update(ref)
+        for r, h in align(ref, hyp):
+            if h is None:
+                errors.deletions[r] += 1
+            elif r is None:
+                errors.insertions[h] += 1
+            elif r != h:
+                errors.substitutions[r, h] += 1
+    return errors
 
 
 # --- image comparison -----------------------------------------------------------------------

@@ -1,15 +1,19 @@
 """Small matplotlib helpers for the notebooks: image grids, real-vs-rendered pairs, CNN feature
-maps, attention over an image, and a block diagram. Each returns the figure it drew."""
+maps, attention over an image, a block diagram and training curves. Each returns the figure it
+drew."""
 
 from __future__ import annotations
 
+import csv
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
 Picture = Image.Image | np.ndarray
@@ -151,5 +155,38 @@ def block_diagram(
         ax.add_patch(FancyArrowPatch((x0, y0 - step), (x1, y1 + step), arrowstyle="-|>",
                                      mutation_scale=10, color="#b5472d",
                                      connectionstyle="arc3,rad=0.0"))
+    fig.tight_layout()
+    return fig
+
+
+CURVE_LABELS = {"loss": "training loss", "masked_accuracy": "training token accuracy",
+                "val_bleu": "validation BLEU-4", "val_exact": "validation exact match"}
+
+
+def training_curves(
+    log: str | Path, metrics: Sequence[str] = tuple(CURVE_LABELS), width: float = 10.0
+) -> Figure:
+    """One panel per metric of a Keras CSV log (the ``log.csv`` a ``Trainer`` writes), against
+    the epoch. Metrics the log lacks are left out; where a resumed run logged an epoch again,
+    its last row counts."""
+    with open(log, newline="") as file:
+        rows = {int(row["epoch"]): row for row in csv.DictReader(file)}
+    if not rows:
+        raise ValueError(f"{log}: no epoch logged yet (Keras writes a row when an epoch ends)")
+    epochs = sorted(rows)
+    series = {}
+    for name in metrics:
+        points = [(e + 1, float(rows[e][name])) for e in epochs
+                  if rows[e].get(name) not in (None, "", "NA", "nan")]
+        if points:
+            series[name] = np.array(points)
+    if not series:
+        raise ValueError(f"{log}: none of {', '.join(metrics)} is in the log")
+    fig, axes = plt.subplots(1, len(series), figsize=(width, 2.8), squeeze=False)
+    for ax, (name, points) in zip(axes[0], series.items(), strict=True):
+        ax.plot(points[:, 0], points[:, 1], marker="o", markersize=3)
+        ax.set(xlabel="epoch", title=CURVE_LABELS.get(name, name))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig

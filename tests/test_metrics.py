@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from img2latex_lib.metrics import (
+    align,
     bitmaps_match,
     bleu4,
     compile_rate,
@@ -23,6 +24,7 @@ from img2latex_lib.metrics import (
     image_match,
     ink_mask,
     token_accuracy,
+    token_errors,
 )
 from img2latex_lib.render import LatexRenderer, MathtextRenderer, latex_available
 
@@ -132,6 +134,49 @@ def test_token_accuracy_is_position_wise_over_reference_tokens():
     assert token_accuracy(["a b c d", "x y"], ["a c c d e", "x"]) == pytest.approx(4 / 6)
     assert token_accuracy(["a b"], [""]) == 0.0
     assert token_accuracy(["a b"], ["a b"]) == 1.0
+
+
+# --- alignment and per-token errors ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("ref", "hyp", "expected"),
+    [
+        ("a b c", "a x c", [("a", "a"), ("b", "x"), ("c", "c")]),
+        ("a b c", "a c", [("a", "a"), ("b", None), ("c", "c")]),
+        ("a c", "a b c", [("a", "a"), (None, "b"), ("c", "c")]),
+        ("", "x y", [(None, "x"), (None, "y")]),
+        ("x", "", [("x", None)]),
+        ("", "", []),
+        (r"\frac { a } { b }", r"\frac{a}{b}c", [(t, t) for t in r"\frac { a } { b }".split()]
+         + [(None, "c")]),
+    ],
+)
+def test_align_hand_computed(ref, hyp, expected):
+    assert align(ref, hyp) == expected
+
+
+@given(
+    st.lists(st.sampled_from("abcd"), max_size=40), st.lists(st.sampled_from("abcde"), max_size=40)
+)
+def test_align_is_a_minimum_edit_alignment(a, b):
+    pairs = align(a, b)
+    assert [r for r, _ in pairs if r is not None] == a
+    assert [h for _, h in pairs if h is not None] == b
+    assert (None, None) not in pairs
+    assert sum(r != h for r, h in pairs) == edit_distance(a, b)
+
+
+def test_token_errors_counts_by_token():
+    errors = token_errors(["x ^ { 2 } + 1", "a + b"], ["x ^ { 3 } + 1", "a - b c"])
+    assert errors.occurrences["+"] == 2 and errors.occurrences["{"] == 1
+    assert errors.substitutions == {("2", "3"): 1, ("+", "-"): 1}
+    assert errors.deletions == {}
+    assert errors.insertions == {"c": 1}
+    assert errors.missed == {"2": 1, "+": 1}
+    # "+" missed once in 2, "2" once in 1; tokens seen fewer than min_count times are left out.
+    assert errors.worst(min_count=1, top=2) == [("2", 1, 1), ("+", 2, 1)]
+    assert errors.worst(min_count=2) == [("+", 2, 1)]
 
 
 # --- bitmap comparison ----------------------------------------------------------------------

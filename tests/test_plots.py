@@ -9,6 +9,7 @@ from img2latex_lib.plots import (
     show_attention,
     show_images,
     side_by_side,
+    training_curves,
 )
 
 
@@ -77,3 +78,19 @@ def test_block_diagram_boxes_and_links():
     assert {t.get_text() for t in ax.texts} >= {"image", "GRU", "encoder"}
     with pytest.raises(ValueError, match="at least one box"):
         block_diagram([["a"], []])
+
+
+def test_training_curves_one_panel_per_logged_metric(tmp_path):
+    log = tmp_path / "log.csv"
+    log.write_text("epoch,loss,masked_accuracy,val_bleu,val_loss\n"
+                   "0,5.0,0.1,0.0,NA\n1,4.0,0.2,0.1,NA\n"
+                   "1,3.5,0.3,0.2,NA\n2,3.0,0.4,0.3,NA\n")  # epoch 1 again after a resume
+    fig = training_curves(log, metrics=("loss", "val_bleu", "val_loss", "val_exact"))
+    assert [ax.get_title() for ax in fig.axes] == ["training loss", "validation BLEU-4"]
+    x, y = fig.axes[0].lines[0].get_data()
+    assert list(x) == [1, 2, 3] and list(y) == [5.0, 3.5, 3.0]  # the resumed epoch's last row
+    with pytest.raises(ValueError, match="none of val_exact is in the log"):
+        training_curves(log, metrics=("val_exact",))
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(ValueError, match="no epoch logged yet"):
+        training_curves(tmp_path / "empty.csv")

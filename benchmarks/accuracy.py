@@ -1,0 +1,133 @@
+"""Accuracy on the development test set (im2latex-100k val ids 7475-8474), greedy and beam search,
+optionally next to a peer's predictions on the same ids (see ``benchmarks/peer.py``).
+
+    python benchmarks/accuracy.py [--checkpoint DIR] [--n 1000] [--beams 1 5]
+                                  [--peer PEER_TSV ...] [--out DIR] [--name NAME] [--quick]
+
+Writes the predictions of each decoding to ``<out>/<name>-greedy.tsv`` / ``<name>-beam<k>.tsv``
+(``id, reference, prediction``). References and predictions are normalised with
+``tokenizer.normalize`` before scoring; a second table gives the un-normalised exact match.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from _common import machine
+from _devtest import OUT_DIR, checkpoint_or_exit, dev_test, read_predictions, write_tsv
+
+from img2latex_lib.datasets import Sample
+from img2latex_lib.decoding import LatexProducer
+from img2latex_lib.metrics import bleu4, evaluate, exact_match, format_table
+from img2latex_lib.render import LatexRenderer
+from img2latex_lib.tokenizer import normalize
+
+COLUMNS = {
+    "bleu4": "BLEU-4",
+    "edit_score": "edit score",
+    "exact_match": "exact match",
+    "token_accuracy": "token accuracy",
+    "image_match": "image match",
+    "compile_rate": "compiles",
+    "ref_render_failures": "refs not compiling",
+}
+
+
+def score(samples: list[Sample], predictions: list[str], renderer: LatexRenderer) -> dict:
+    """Normalised metrics of one system, with image match and compile share from ``renderer``."""
+    references = [normalize(s.formula) for s in samples]
+    hypotheses = [normalize(p) for p in predictions]
+    figures = evaluate(references, hypotheses, renderer)
+    return {"n": len(samples)} | {COLUMNS[key]: value for key, value in figures.items()}
+
+
+def raw_score(samples: list[Sample], predictions: list[str]) -> dict:
+    """Exact match and BLEU-4 on the token sequences as written (tokenized, not normalised)."""
+    references = [s.formula for s in samples]
+    return {"n": len(samples), "exact match (raw)": exact_match(references, predictions),
+            "BLEU-4 (raw)": bleu4(references, predictions)}
+
+
+def decode(producer: LatexProducer, samples: list[Sample], beam: int,
+           batch_size: int) -> tuple[list[str], float]:
+    """Predictions for all samples and the wall time per image (preprocessing included)."""
+    images = [s.image for s in samples]
+    producer.predict(images[:1], beam_size=beam)  # trace the compiled functions first
+    start = time.perf_counter()
+    predictions = producer.predict(images, beam_size=beam, batch_size=batch_size)
+    return predictions, (time.perf_counter() - start) / len(images)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="checkpoint folder (default: the shipped one)")
+    parser.add_argument("--n", type=int, default=1000, help="first n ids of the dev test set")
+    parser.add_argument("--beams", type=int, nargs="+", default=[1, 5],
+                        help="beam sizes to decode with (1 = greedy)")
+    parser.add_argument("--peer", type=Path, nargs="*", default=[],
+                        help="prediction files of other systems (id, reference, prediction)")
+    parser.add_argument("--out", type=Path, default=OUT_DIR, help="folder for prediction files")
+    parser.add_argument("--name", default=None, help="file/table name (default: checkpoint's)")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--quick", action="store_true", help="20 images only")
+    args = parser.parse_args()
+
+    samples = dev_test(20 if args.quick else args.n)
+    peers = {path: read_predictions(path) for path in args.peer}
+    checkpoint = checkpoint_or_exit(args.checkpoint)
+    name = args.name or checkpoint.name
+    producer = LatexProducer(checkpoint)
+    systems: dict[str, tuple[list[Sample], list[str]]] = {}
+    seconds: dict[str, float] = {}
+    for beam in args.beams:
+        label = f"{name} " + ("greedy" if beam == 1 else f"beam {beam}")
+        predictions, seconds[label] = decode(producer, samples, beam, args.batch_size)
+        path = args.out / f"{name}-{'greedy' if beam == 1 else f'beam{beam}'}.tsv"
+        write_tsv(path, samples, predictions)
+        systems[label] = (samples, predictions)
+        print(f"{label}: {seconds[label]:.3f} s/image; predictions in {path}")
+
+    ours = dict(systems)
+    for path, by_id in peers.items():
+        shared = [s for s in samples if s.formula_id in by_id]
+        if not shared:
+            sys.exit(f"{path}: none of its ids are among the {len(samples)} evaluated")
+        systems[path.stem] = (shared, [by_id[s.formula_id] for s in shared])
+        if len(shared) < len(samples):  # compare on the peer's ids too
+            keep = {s.formula_id for s in shared}
+            for label, (own, predictions) in ours.items():
+                pairs = [(s, p) for s, p in zip(own, predictions, strict=True)
+                         if s.formula_id in keep]
+                systems[f"{label} (ids of {path.stem})"] = (
+                    [s for s, _ in pairs], [p for _, p in pairs])
+
+    renderer = LatexRenderer("amsmath")
+    rows = {label: score(own, predictions, renderer) | (
+        {"s/image": seconds[label]} if label in seconds else {})
+        for label, (own, predictions) in systems.items()}
+    print(f"\n{machine()}; load average {os.getloadavg()[0]:.1f} at the end "
+          "(shared machine: timings include that load)")
+    print(f"checkpoint: {checkpoint.name}; decoding in batches of {args.batch_size} "
+          "(s/image: wall time with preprocessing; the first trace excluded)\n")
+    print(format_table(rows))
+    print("\nScored after tokenizer.normalize on references and predictions (equivalent spellings "
+          "such as x^2 / x^{2} or \\le / \\leq count as equal).\nImage match and compiles: "
+          "pdflatex with the amsmath template (article 10pt + amsmath, amssymb), strict: any "
+          "LaTeX error counts as not compiling (normalised formulas spell operators with "
+          "\\operatorname, an amsmath command). Image match leaves out the references that do "
+          "not compile there ('refs not compiling') and counts a prediction that does not compile as a "
+          "mismatch.\n")
+    print(format_table({label: raw_score(own, predictions)
+                        for label, (own, predictions) in systems.items()}))
+    print("\nRaw: references as in formulas.norm.lst and predictions as produced, compared token "
+          "by token without normalisation.")
+
+
+if __name__ == "__main__":
+    main()
