@@ -121,8 +121,8 @@ def main() -> None:
           "pdflatex with the amsmath template (article 10pt + amsmath, amssymb), strict: any "
           "LaTeX error counts as not compiling (normalised formulas spell operators with "
           "\\operatorname, an amsmath command). Image match leaves out the references that do "
-          "not compile there ('refs not compiling') and counts a prediction that does not compile as a "
-          "mismatch.\n")
+          "not compile there ('refs not compiling') and counts a prediction that does not "
+          "compile as a mismatch.\n")
     print(format_table({label: raw_score(own, predictions)
                         for label, (own, predictions) in systems.items()}))
     print("\nRaw: references as in formulas.norm.lst and predictions as produced, compared token "
