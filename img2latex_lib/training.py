@@ -158,23 +158,31 @@ class ValidationCallback(keras.callbacks.Callback):
 
 
 class CheckpointCallback(keras.callbacks.Callback):
-    """Saves ``last/`` every ``every`` steps and each epoch; ``best/`` on a better val BLEU."""
+    """Saves ``last/`` every ``every`` steps and each epoch; ``best/`` on a better val BLEU.
 
-    def __init__(self, trainer: Trainer, every: int, first_epoch_offset: int = 0):
+    ``offset`` batches of the first epoch were done before (a resumed run); an epoch cut short
+    (``max_steps``) is saved with its position inside the epoch, so a resume finishes it.
+    """
+
+    def __init__(self, trainer: Trainer, every: int, offset: int, epoch_length: int):
         super().__init__()
-        self.trainer, self.every, self.offset = trainer, every, first_epoch_offset
-        self.epoch = 0
+        self.trainer, self.every, self.offset = trainer, every, offset
+        self.epoch_length = epoch_length
+        self.epoch, self.step_in_epoch = 0, offset
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
+        self.epoch, self.step_in_epoch = epoch, self.offset
 
     def on_train_batch_end(self, batch, logs=None):
-        step_in_epoch = batch + 1 + self.offset
+        self.step_in_epoch = batch + 1 + self.offset
         if self.every and global_step(self.model) % self.every == 0:
-            self.trainer.save("last", epoch=self.epoch, step_in_epoch=step_in_epoch)
+            self.trainer.save("last", epoch=self.epoch, step_in_epoch=self.step_in_epoch)
 
     def on_epoch_end(self, epoch, logs=None):
         self.offset = 0
+        if self.step_in_epoch < self.epoch_length:  # stopped inside the epoch
+            self.trainer.save("last", epoch=epoch, step_in_epoch=self.step_in_epoch)
+            return
         self.trainer.save("last", epoch=epoch + 1, step_in_epoch=0)
         score = (logs or {}).get("val_bleu")
         if score is not None and score > self.trainer.best_score:
@@ -328,7 +336,8 @@ class Trainer:
         callbacks: list[keras.callbacks.Callback] = []
         if self.val_images:
             callbacks.append(ValidationCallback(self.vocab, self.val_images, self.val_formulas))
-        callbacks.append(CheckpointCallback(self, self.config.checkpoint_every, offset))
+        callbacks.append(CheckpointCallback(self, self.config.checkpoint_every, offset,
+                                            len(self.train_data)))
         callbacks.append(keras.callbacks.CSVLogger(str(self.save_dir / "log.csv"), append=True))
         if keras.backend.backend() == "tensorflow":
             callbacks.append(keras.callbacks.TensorBoard(str(self.save_dir / "tensorboard")))
@@ -342,6 +351,7 @@ class Trainer:
         """Train for ``config.num_epochs`` (or ``max_steps``); resume from ``save_dir/last``."""
         self.save_dir.mkdir(parents=True, exist_ok=True)
         self.config.save(self.save_dir / CONFIG_FILE)
+        self.model.stop_training = False
         epoch, offset = 0, 0
         last = self.save_dir / "last"
         if resume and _existing_checkpoint(last).exists():

@@ -147,3 +147,22 @@ def test_distributed_training_on_two_logical_cpus(small_dataset, tmp_path):
     line = result.stdout.strip().splitlines()[-1].split()
     assert line[:2] == ["replicas", "2"]
     assert np.isfinite(float(line[3]))
+
+
+def test_a_run_stopped_inside_an_epoch_resumes_inside_it(small_dataset, tmp_path):
+    _, dataset = small_dataset
+    vocab = Vocab.build(dataset.formulas)
+
+    def trainer() -> Trainer:
+        config = Config(**{**SMALL, "vocab_size": len(vocab), "batch_size": 2, "num_epochs": 1,
+                           "checkpoint_every": 0, "save_dir": str(tmp_path / "run")})
+        data = BucketedDataset(dataset.images, dataset.formulas, vocab, batch_size=2, height=32)
+        return Trainer(config, vocab, data)
+
+    first = trainer()
+    first.fit(max_steps=3, verbose=0)
+    state = json.loads((tmp_path / "run" / "last" / "state.json").read_text())
+    assert (state["epoch"], state["step_in_epoch"], state["global_step"]) == (0, 3, 3)
+    first.fit(resume=True, verbose=0)  # a second fit on the same trainer runs too
+    state = json.loads((tmp_path / "run" / "last" / "state.json").read_text())
+    assert (state["epoch"], state["step_in_epoch"], state["global_step"]) == (1, 0, 4)
