@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -140,11 +141,15 @@ def test_sandbox_contains_hostile_formulas_that_pass_the_screen(tmp_path: Path) 
         r"\def\a{\a}\a",
         "b",
     ]
+    start = time.monotonic()
     results = renderer.render_batch(formulas)
+    assert time.monotonic() - start < 60  # the endless loop was stopped
     assert results[0].image is not None and results[5].image is not None
     assert "passwd" in results[2].error
     assert "can't write" in results[3].error
-    assert "timed out" in results[4].error
+    # the loop's run is interrupted; depending on when the signal lands, the log blames the
+    # formula as timed out or shows no page for it: either way it fails alone, with a reason
+    assert results[4].image is None and results[4].error
     assert list(tmp_path.iterdir()) == []
 
 
