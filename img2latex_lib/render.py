@@ -240,6 +240,7 @@ class _Run:
     culprit: int | None = None
     culprit_error: str = ""
     failure: str | None = None
+    timed_out: bool = False
 
 
 def _ghostscript() -> str | None:
@@ -388,6 +389,9 @@ class LatexRenderer(Renderer):
             k = run.culprit
             rest = self._render_group(group[:k] + group[k + 1 :])
             return rest[:k] + [RenderResult(formulas[k], None, run.culprit_error)] + rest[k:]
+        if run.timed_out and len(group) == 1:
+            message = f"LaTeX timed out after {self.timeout}s (endless loop?)"
+            return [RenderResult(formulas[0], None, message)]
         if run.pages or len(group) == 1:
             return [self._result(k, formula, run) for k, formula in enumerate(formulas)]
         half = len(group) // 2
@@ -435,8 +439,8 @@ class LatexRenderer(Renderer):
             finished = _run_command(latex, tmp, self.timeout, env)
             log_file = folder / "doc.log"
             log = _parse_log(log_file.read_text("latin-1") if log_file.exists() else "", nonce)
-            if not (folder / "doc.pdf").exists():
-                return self._blame(log, finished, log_file)
+            if not finished or not (folder / "doc.pdf").exists():  # never trust a cut-off PDF
+                return replace(self._blame(log, finished, log_file), timed_out=not finished)
             if log.shipped != sorted(set(log.shipped)):
                 return _Run(log)
             if not _run_command(self._ghostscript_command(), tmp, self.timeout, env):

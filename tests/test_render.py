@@ -147,9 +147,7 @@ def test_sandbox_contains_hostile_formulas_that_pass_the_screen(tmp_path: Path) 
     assert results[0].image is not None and results[5].image is not None
     assert "passwd" in results[2].error
     assert "can't write" in results[3].error
-    # the loop's run is interrupted; depending on when the signal lands, the log blames the
-    # formula as timed out or shows no page for it: either way it fails alone, with a reason
-    assert results[4].image is None and results[4].error
+    assert "timed out" in results[4].error
     assert list(tmp_path.iterdir()) == []
 
 
