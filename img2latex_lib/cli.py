@@ -1,4 +1,4 @@
-"""The ``img2latex`` command line: prepare | train | predict | evaluate | render."""
+"""The ``img2latex`` command line: prepare | train | predict | evaluate | render | pseudo-label."""
 
 from __future__ import annotations
 
@@ -96,10 +96,27 @@ def _add_render(sub) -> None:
     p.add_argument("--template", choices=["im2latex", "amsmath"], default="im2latex")
 
 
+def _add_pseudo_label(sub) -> None:
+    p = sub.add_parser("pseudo-label", help="label unlabeled images with the model and keep "
+                       "the labels whose render reproduces the image")
+    p.add_argument("images", nargs="+", type=Path, help="image files, or folders of PNG files")
+    p.add_argument("--out", type=Path, required=True, help="output data set folder (resumable)")
+    p.add_argument("--checkpoint", type=Path, default=None, help="default: the shipped model")
+    p.add_argument("--beam", type=int, default=5, help="n-best candidates per image")
+    p.add_argument("--round", type=int, default=1, help="round number recorded per decision")
+    p.add_argument("--limit", type=int, default=None, help="only the first N images")
+    p.add_argument("--exclude", type=Path, nargs="*", default=[],
+                   help="pseudo-label folders of earlier rounds: skip the images they accepted")
+    p.add_argument("--threshold", type=float, default=None, help="largest accepted distance")
+    p.add_argument("--margin", type=float, default=None, help="least margin to a rival")
+    p.add_argument("--batch_size", type=int, default=32)
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="img2latex", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_prepare, _add_train, _add_predict, _add_evaluate, _add_render):
+    for add in (_add_prepare, _add_train, _add_predict, _add_evaluate, _add_render,
+                _add_pseudo_label):
         add(sub)
     return parser
 
@@ -178,7 +195,10 @@ def cmd_train(args) -> None:
     from .training import Trainer
 
     images, formulas = _datasets(args.data)
-    vocab = Vocab.load(args.vocab) if args.vocab else Vocab.build(formulas, args.min_freq)
+    if args.vocab or args.init:
+        vocab = Vocab.load(args.vocab or args.init / "vocab.json")
+    else:
+        vocab = Vocab.build(formulas, args.min_freq)
     config = Config(**{k: v for k, v in vars(args).items() if k in Config.__dataclass_fields__})
     train = BucketedDataset(images, formulas, vocab, batch_size=config.batch_size,
                             height=config.image_height, max_width=config.max_width,
@@ -247,8 +267,41 @@ def cmd_render(args) -> None:
     print(f"{args.out}: {image.width}x{image.height}")
 
 
+def _numeric_order(path: Path) -> tuple[bool, int, str]:
+    return (not path.stem.isdigit(), int(path.stem) if path.stem.isdigit() else 0, path.name)
+
+
+def _image_files(paths: list[Path]) -> list[Path]:
+    """Files as given; a folder stands for its PNG files in numeric order (2.png before 10.png)."""
+    files = []
+    for path in paths:
+        if path.is_dir():
+            files += sorted(path.glob("*.png"), key=_numeric_order)
+        elif path.exists():
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"{path}: no such file or folder")
+    return files
+
+
+def cmd_pseudo_label(args) -> None:
+    from .decoding import LatexProducer
+    from .selftrain import DEFAULT_MARGIN, DEFAULT_THRESHOLD, Verifier, pseudo_label, read_decisions
+
+    images = _image_files(args.images)
+    excluded = {name for folder in args.exclude for name, row in read_decisions(folder).items()
+                if row["status"] == "accepted"}
+    images = [p for p in images if p.name not in excluded][: args.limit]
+    verifier = Verifier(threshold=DEFAULT_THRESHOLD if args.threshold is None else args.threshold,
+                        margin=DEFAULT_MARGIN if args.margin is None else args.margin)
+    summary = pseudo_label(LatexProducer(args.checkpoint), images, args.out, verifier,
+                           round_index=args.round, beam_size=args.beam,
+                           batch_size=args.batch_size)
+    print(f"{args.out}: {summary}")
+
+
 COMMANDS = {"prepare": cmd_prepare, "train": cmd_train, "predict": cmd_predict,
-            "evaluate": cmd_evaluate, "render": cmd_render}
+            "evaluate": cmd_evaluate, "render": cmd_render, "pseudo-label": cmd_pseudo_label}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -262,9 +262,17 @@ class LatexProducer:
 
     def nbest(self, image, beam_size: int = 5) -> list[tuple[str, float]]:
         """The beam's n-best list for one image: (latex, length-normalised score), best first."""
-        (_, batch), = self._batches([image], 1)
-        hypotheses = beam_search(self.decoder, batch, beam_size, self.config.max_len)[0]
-        return [(self.vocab.decode(h.ids), h.score) for h in hypotheses]
+        return self.nbest_lists([image], beam_size)[0]
+
+    def nbest_lists(self, images: Sequence, beam_size: int = 5,
+                    batch_size: int = 16) -> list[list[tuple[str, float]]]:
+        """:meth:`nbest` for each of several images, decoded in batches, in the given order."""
+        lists: list[list[tuple[str, float]]] = [[] for _ in images]
+        for chunk, batch in self._batches(images, batch_size):
+            found = beam_search(self.decoder, batch, beam_size, self.config.max_len)
+            for index, hypotheses in zip(chunk, found, strict=True):
+                lists[index] = [(self.vocab.decode(h.ids), h.score) for h in hypotheses]
+        return lists
 
     def attention(self, image) -> tuple[list[str], np.ndarray, np.ndarray]:
         """Greedy tokens, attention maps [tokens, rows, cols] and the model input [H, W]."""

@@ -94,3 +94,32 @@ def test_prepare_synthetic_and_render(tmp_path, capsys):
     assert len(list((tmp_path / "synth" / "images").glob("*.png"))) >= 5
     assert main(["render", r"\frac{a}{b}", "-o", str(tmp_path / "f.png")]) == 0
     assert Image.open(tmp_path / "f.png").size[1] > 10
+
+
+@pytest.mark.skipif(not (ROOT / "checkpoints" / "img2latex-base").exists(), reason="no model")
+def test_pseudo_label_with_the_shipped_model(tmp_path, capsys):
+    from img2latex_lib.datasets import load
+    from img2latex_lib.render import LatexRenderer, latex_available
+    from img2latex_lib.selftrain import read_decisions
+
+    if not latex_available():
+        pytest.skip("pdflatex or gs not installed")
+    folder = tmp_path / "unlabeled"
+    folder.mkdir()
+    formulas = [r"x ^ { 2 } + y ^ { 2 } = 1", r"a + b", r"\frac { 1 } { 2 }", r"\alpha"]
+    for k, image in enumerate(LatexRenderer(workers=1).render_batch(formulas)):
+        image.image.save(folder / f"{k}.png")
+    args = ["pseudo-label", str(folder), "--out", str(tmp_path / "r1"), "--beam", "3",
+            "--limit", "3", "--checkpoint", str(ROOT / "checkpoints" / "img2latex-base")]
+    assert main(args) == 0
+    assert "0 decided before" in capsys.readouterr().out
+    decisions = read_decisions(tmp_path / "r1")
+    assert sorted(decisions) == ["0.png", "1.png", "2.png"], "numeric order, --limit 3"
+    assert {row["status"] for row in decisions.values()} <= {"accepted", "rejected"}
+    accepted = {name for name, row in decisions.items() if row["status"] == "accepted"}
+    assert {s.image.name for s in load(tmp_path / "r1").samples} == accepted
+    assert main(args) == 0
+    assert "3 decided before" in capsys.readouterr().out
+    args[3] = str(tmp_path / "r2")
+    assert main([*args[:-4], "--exclude", str(tmp_path / "r1")]) == 0
+    assert set(read_decisions(tmp_path / "r2")) == {"0.png", "1.png", "2.png", "3.png"} - accepted

@@ -1,0 +1,129 @@
+"""Calibrate the self-training verifier on real labelled images, then measure it on the
+development test set, and time pseudo-labelling end to end.
+
+    python benchmarks/verifier.py [--checkpoint DIR] [--beam 5] [--n 500] [--quick]
+
+1. Calibration slice, val ids 6975-7474 (the shipped model never trained on them): the model's
+   n-best lists, each candidate's image distance to the real image, and for every (threshold,
+   margin) pair the precision and recall of what the verifier would accept. The chosen pair is
+   the one accepting the most images at a precision of at least --precision (0.98).
+2. Development test set, ids 7475 onwards (the first --n): precision and recall of the chosen
+   pair and of the library's defaults (``selftrain.DEFAULT_THRESHOLD`` / ``DEFAULT_MARGIN``).
+An accepted label is correct when its tokens equal the normalized gold formula's, or when it
+renders to exactly the same image as the gold formula (an equivalent spelling).
+Throughput: images/s of decoding (beam), of rendering + comparing, and end to end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+from _common import VAL_DIR, machine, table
+from _devtest import FIRST_ID, checkpoint_or_exit, dev_test
+
+from img2latex_lib.datasets import Sample, load
+from img2latex_lib.decoding import LatexProducer
+from img2latex_lib.preprocess import load_image
+from img2latex_lib.render import LatexRenderer
+from img2latex_lib.selftrain import DEFAULT_MARGIN, DEFAULT_THRESHOLD, Verifier
+from img2latex_lib.tokenizer import normalize
+
+CALIBRATION = range(6975, 7475)
+THRESHOLDS = (0.6, 0.8, 1.0, 1.2, 1.3, 1.4, 1.6, 1.8, 2.0, 2.5)
+MARGINS = (0.0, 0.2, 0.3, 0.5, 0.8, 1.2)
+
+
+def judged(producer: LatexProducer, samples: list[Sample], beam: int) -> dict:
+    """Best candidate, its distance and margin, and whether it is right, for each sample."""
+    images = [load_image(s.image) for s in samples]
+    start = time.perf_counter()
+    nbest = producer.nbest_lists(images, beam)
+    decoded = time.perf_counter()
+    everything = Verifier(threshold=float("inf"), margin=0.0)
+    verdicts = everything.verify_batch(images, [[c for c, _ in n] for n in nbest])
+    verified = time.perf_counter()
+    renderer = LatexRenderer(template="im2latex")
+    best = [v.formula or "" for v in verdicts]
+    golds = [normalize(s.formula) for s in samples]
+    renders = renderer.render_batch(best + golds)
+    same_picture = [a.image is not None and b.image is not None
+                    and np.array_equal(np.asarray(a.image), np.asarray(b.image))
+                    for a, b in zip(renders[: len(best)], renders[len(best):], strict=True)]
+    correct = [b.split() == g.split() or same for b, g, same in zip(best, golds, same_picture,
+                                                                     strict=True)]
+    return {"distance": np.array([v.distance for v in verdicts]),
+            "margin": np.array([v.margin for v in verdicts]),
+            "correct": np.array(correct), "exact": np.array([b.split() == g.split()
+                                                             for b, g in zip(best, golds,
+                                                                             strict=True)]),
+            "decode_s": decoded - start, "verify_s": verified - decoded}
+
+
+def precision_recall(result: dict, threshold: float, margin: float) -> tuple[float, float, int]:
+    accepted = (result["distance"] <= threshold) & (result["margin"] >= margin)
+    n = int(accepted.sum())
+    precision = float(result["correct"][accepted].mean()) if n else float("nan")
+    return precision, n / len(accepted), n
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--checkpoint", default=None)
+    parser.add_argument("--beam", type=int, default=5)
+    parser.add_argument("--n", type=int, default=500, help="dev-test images (and calibration)")
+    parser.add_argument("--precision", type=float, default=0.98, help="wanted on calibration")
+    parser.add_argument("--quick", action="store_true", help="20 images each, a smoke test")
+    args = parser.parse_args()
+    n = 20 if args.quick else args.n
+    test_samples = dev_test(n)
+    calibration = load(VAL_DIR, ids=CALIBRATION).samples[:n]
+    producer = LatexProducer(checkpoint_or_exit(args.checkpoint))
+    print(f"{machine()}\ncheckpoint: {producer.checkpoint_dir}, beam {args.beam}\n")
+
+    cal = judged(producer, calibration, args.beam)
+    print(f"calibration slice, val ids {CALIBRATION.start}-{CALIBRATION.stop - 1} "
+          f"({len(calibration)} images): best candidate right for {cal['correct'].mean():.3f}"
+          f" (token-exact {cal['exact'].mean():.3f})")
+    rows, choice = [], None
+    for threshold in THRESHOLDS:
+        cells = []
+        for margin in MARGINS:
+            precision, recall, count = precision_recall(cal, threshold, margin)
+            cells.append(f"{precision:.3f} / {recall:.3f}")
+            ok = count >= 5 and precision >= args.precision
+            if ok and (choice is None or recall > choice[2]):
+                choice = (threshold, margin, recall)
+        rows.append([threshold, *cells])
+    print("\nprecision / recall (accepted share) by threshold (rows) and margin (columns):")
+    print(table(["threshold", *[f"margin {m}" for m in MARGINS]], rows))
+
+    test = judged(producer, test_samples, args.beam)
+    settings = [("defaults", DEFAULT_THRESHOLD, DEFAULT_MARGIN)]
+    if choice:
+        settings.insert(0, ("calibrated", choice[0], choice[1]))
+    else:
+        print(f"\nno setting reached precision {args.precision} on the calibration slice")
+    out = []
+    for name, threshold, margin in settings:
+        for label, result in (("calibration", cal), ("dev-test", test)):
+            precision, recall, count = precision_recall(result, threshold, margin)
+            out.append([name, threshold, margin, label, f"{precision:.3f}", f"{recall:.3f}",
+                        count, len(result["correct"])])
+    print(f"\ndev-test ids {FIRST_ID}-{FIRST_ID + n - 1}: best candidate right for "
+          f"{test['correct'].mean():.3f} (token-exact {test['exact'].mean():.3f})")
+    print(table(["setting", "threshold", "margin", "images", "precision", "recall",
+                 "accepted", "of"], out))
+
+    images = len(calibration) + len(test_samples)
+    decode = cal["decode_s"] + test["decode_s"]
+    verify = cal["verify_s"] + test["verify_s"]
+    print("\npseudo-labelling throughput (images/s):")
+    print(table(["decoding (beam)", "rendering + comparing", "end to end"],
+                [[f"{images / decode:.2f}", f"{images / verify:.2f}",
+                  f"{images / (decode + verify):.2f}"]]))
+
+
+if __name__ == "__main__":
+    main()

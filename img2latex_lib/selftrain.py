@@ -1,0 +1,311 @@
+"""Self-training: the model labels unlabeled real images, and a label is kept only when the
+formula, rendered the way the real images were made, reproduces the image.
+
+The comparison (:func:`image_distance`) has to forgive what rasterisation does and nothing
+else. A real im2latex-100k image and the project's render of its gold formula agree in size
+within a pixel, but their glyphs sit up to half a pixel apart, each by its own amount, so their
+grey levels differ everywhere a little. The distance therefore upsamples both crops by two,
+lets every pixel of ink find matching ink within half an original pixel, and reports the worst
+5x5-pixel window of ink left unexplained on either side: a wrong or missing symbol leaves a
+window of unexplained ink, a sub-pixel shift does not. The render is tried at the four
+half-pixel phases of its downsampling. :class:`Verifier` also asks for a clear margin: the best
+candidate must match clearly better than any candidate that renders differently.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .datasets import DEFAULT_SPLIT, FORMULA_FILES, IMAGE_DIRS
+from .render import LatexRenderer, Renderer, shrink
+from .tokenizer import normalize
+
+# Calibrated on val ids 6975-7474 (never trained on) with benchmarks/verifier.py.
+DEFAULT_THRESHOLD = 1.3
+DEFAULT_MARGIN = 0.3
+UPSAMPLE = 2
+WINDOW = 5
+DECISIONS_FILE = "decisions.tsv"
+DECISION_FIELDS = ("image", "status", "distance", "margin", "round", "formula", "reason")
+
+
+def _ink(gray: np.ndarray) -> np.ndarray | None:
+    """Ink density (0 white, 1 black) cropped to the pixels darker than mid-grey, 2 px margin."""
+    ink = 1.0 - np.asarray(gray, dtype=np.float32) / 255.0
+    dark = ink > 0.5
+    rows, cols = np.flatnonzero(dark.any(axis=1)), np.flatnonzero(dark.any(axis=0))
+    if rows.size == 0:
+        return None
+    return ink[max(rows[0] - 2, 0) : rows[-1] + 3, max(cols[0] - 2, 0) : cols[-1] + 3]
+
+
+def _upsample(ink: np.ndarray, factor: int) -> np.ndarray:
+    height, width = ink.shape
+    image = Image.fromarray(ink, mode="F").resize((width * factor, height * factor),
+                                                  Image.Resampling.BILINEAR)
+    return np.asarray(image)
+
+
+def _max_filter(a: np.ndarray, radius: int) -> np.ndarray:
+    """Grey dilation with a square of side ``2 * radius + 1`` (separable)."""
+    padded = np.pad(a, radius)
+    height, width = a.shape
+    rows = np.max([padded[:, dx : dx + width] for dx in range(2 * radius + 1)], axis=0)
+    return np.max([rows[dy : dy + height] for dy in range(2 * radius + 1)], axis=0)
+
+
+def _worst_window(a: np.ndarray, size: int) -> float:
+    """The largest sum of ``a`` over a ``size`` x ``size`` window."""
+    cum = np.pad(a, ((1, 0), (1, 0))).cumsum(axis=0).cumsum(axis=1)
+    if cum.shape[0] <= size or cum.shape[1] <= size:
+        return float(a.sum())
+    sums = cum[size:, size:] - cum[:-size, size:] - cum[size:, :-size] + cum[:-size, :-size]
+    return float(sums.max())
+
+
+def image_distance(image: np.ndarray | Image.Image, render: np.ndarray | Image.Image,
+                   size_tolerance: int = 1) -> float:
+    """How far a render is from an image: the ink (in pixels' worth) that the worst 5x5 window
+    of either leaves unexplained by the other, after the best alignment; 0 is a perfect match.
+
+    Both are grey images, ink dark. Infinite when either is blank or their ink crops differ in
+    size by more than ``size_tolerance`` pixels in either direction.
+    """
+    a, b = _ink(image), _ink(render)
+    if a is None or b is None:
+        return float("inf")
+    if max(abs(a.shape[0] - b.shape[0]), abs(a.shape[1] - b.shape[1])) > size_tolerance:
+        return float("inf")
+    f = UPSAMPLE
+    a, b = _upsample(a, f), _upsample(b, f)
+    reach = f  # shifts of up to one original pixel, in half-pixel steps
+    height, width = max(a.shape[0], b.shape[0]) + 2 * reach, max(a.shape[1], b.shape[1]) + 2 * reach
+    placed_a = np.zeros((height, width), np.float32)
+    placed_a[reach : reach + a.shape[0], reach : reach + a.shape[1]] = a
+    near_a = _max_filter(placed_a, 1)
+    near_b = _max_filter(np.pad(b, 1), 1)
+    best = float("inf")
+    for dy in range(2 * reach + 1):
+        for dx in range(2 * reach + 1):
+            placed_b = np.zeros((height, width), np.float32)
+            placed_b[dy : dy + b.shape[0], dx : dx + b.shape[1]] = b
+            shifted_near_b = np.zeros((height + 2, width + 2), np.float32)
+            shifted_near_b[dy : dy + b.shape[0] + 2, dx : dx + b.shape[1] + 2] = near_b
+            unexplained = (np.maximum(placed_a - shifted_near_b[1:-1, 1:-1], 0)
+                           + np.maximum(placed_b - near_a, 0))
+            best = min(best, _worst_window(unexplained, WINDOW * f) / (f * f))
+    return best
+
+
+def render_phases(fine: np.ndarray | Image.Image, factor: int = 2) -> list[np.ndarray]:
+    """A render made without downsampling, shrunk by ``factor`` at each sub-pixel phase."""
+    gray = np.asarray(fine.convert("L") if isinstance(fine, Image.Image) else fine, np.uint8)
+    return [np.asarray(shrink(gray, factor, (top, left)))
+            for top in range(factor) for left in range(factor)]
+
+
+@dataclass
+class Verdict:
+    """What the verifier decided for one image."""
+
+    status: str  # "accepted", "rejected" or "failed"
+    formula: str | None  # the accepted formula (normalized), or the best candidate otherwise
+    distance: float  # the best candidate's image_distance
+    margin: float  # how much worse the best differently-rendering candidate matched
+    distances: list[float] = field(default_factory=list)  # one per candidate
+    reason: str = ""
+
+
+class Verifier:
+    """Accept a candidate formula for a real image only when its render reproduces the image.
+
+    threshold: the largest accepted :func:`image_distance`.
+    margin: the best candidate must match at least this much better than every candidate
+        that renders to a different picture (equivalent spellings render alike and do not count).
+    renderer: a :class:`LatexRenderer` in the im2latex style with ``downsample=1``; the verifier
+        shrinks its renders itself, at every phase.
+    """
+
+    def __init__(self, threshold: float = DEFAULT_THRESHOLD, margin: float = DEFAULT_MARGIN,
+                 renderer: Renderer | None = None, factor: int = 2) -> None:
+        self.threshold = threshold
+        self.margin = margin
+        self.factor = factor
+        self.renderer = renderer or LatexRenderer(template="im2latex", downsample=1)
+
+    def verify_batch(self, images: Sequence[np.ndarray | Image.Image],
+                     candidate_lists: Sequence[Sequence[str]]) -> list[Verdict]:
+        """One verdict per image; each image's candidates are ordered best-scored first."""
+        flat = [c for candidates in candidate_lists for c in candidates]
+        results = iter(self.renderer.render_batch(flat))
+        return [self._judge(np.asarray(image.convert("L") if isinstance(image, Image.Image)
+                                       else image),
+                            [next(results) for _ in candidates])
+                for image, candidates in zip(images, candidate_lists, strict=True)]
+
+    def verify(self, image: np.ndarray | Image.Image, candidates: Sequence[str]) -> Verdict:
+        """The verdict for one image and its candidates (best-scored first)."""
+        return self.verify_batch([image], [candidates])[0]
+
+    def _judge(self, image: np.ndarray, results) -> Verdict:
+        rendered = [r for r in results if r.image is not None]
+        if not rendered:
+            reason = results[0].error if results else "no candidates"
+            return Verdict("failed", None, float("inf"), 0.0,
+                           [float("inf")] * len(results), reason or "")
+        fine = {id(r): np.asarray(r.image) for r in rendered}
+        distances = [min(image_distance(image, phase) for phase in
+                         render_phases(fine[id(r)], self.factor))
+                     if r.image is not None else float("inf") for r in results]
+        order = sorted(range(len(results)), key=lambda k: (distances[k], k))
+        best = order[0]
+        picture = fine.get(id(results[best]))
+        rivals = [distances[k] for k in order[1:] if results[k].image is not None
+                  and not _same_picture(fine[id(results[k])], picture)]
+        margin = (min(rivals) - distances[best]) if rivals else float("inf")
+        formula = normalize(results[best].formula)
+        if distances[best] > self.threshold:
+            return Verdict("rejected", formula, distances[best], margin, distances, "no match")
+        if margin < self.margin:
+            return Verdict("rejected", formula, distances[best], margin, distances, "ambiguous")
+        return Verdict("accepted", formula, distances[best], margin, distances)
+
+
+def _same_picture(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    return a is not None and b is not None and a.shape == b.shape and np.array_equal(a, b)
+
+
+# --- pseudo-labelling a folder of images -------------------------------------------------------
+
+
+@dataclass
+class LabelSummary:
+    """Counts of one pseudo-labelling run (this run's images only) and its speed."""
+
+    counts: Counter = field(default_factory=Counter)
+    skipped: int = 0
+    seconds: float = 0.0
+
+    @property
+    def images_per_second(self) -> float:
+        done = sum(self.counts.values())
+        return done / self.seconds if self.seconds else 0.0
+
+    def __str__(self) -> str:
+        c = self.counts
+        return (f"{c['accepted']} accepted, {c['rejected']} rejected, {c['failed']} failed "
+                f"({self.skipped} decided before), {self.images_per_second:.2f} images/s")
+
+
+def read_decisions(out_dir: str | Path) -> dict[str, dict[str, str]]:
+    """The decisions already written in ``out_dir``, by image name."""
+    path = Path(out_dir) / DECISIONS_FILE
+    if not path.exists():
+        return {}
+    with path.open(newline="", encoding="utf-8") as handle:
+        return {row["image"]: row for row in csv.DictReader(handle, delimiter="\t")}
+
+
+def _write_dataset(out_dir: Path, decisions: dict[str, dict[str, str]]) -> None:
+    """Rewrite the formula and split files from the accepted decisions (atomically)."""
+    accepted = [row for row in decisions.values() if row["status"] == "accepted"]
+    for path, text in (
+        (out_dir / FORMULA_FILES[0], "".join(row["formula"] + "\n" for row in accepted)),
+        (out_dir / DEFAULT_SPLIT, "".join(f"{row['image']} {line}\n"
+                                          for line, row in enumerate(accepted))),
+    ):
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    if target.exists():
+        return
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
+def pseudo_label(
+    producer,
+    images: Sequence[str | Path],
+    out_dir: str | Path,
+    verifier: Verifier | None = None,
+    round_index: int = 1,
+    beam_size: int = 5,
+    batch_size: int = 32,
+    progress: bool = True,
+) -> LabelSummary:
+    """Label ``images`` with ``producer``'s n-best lists and keep what ``verifier`` accepts.
+
+    Writes ``out_dir`` in the project's dataset layout (accepted images linked or copied into
+    ``images/``, their normalized formulas, the split file) plus ``decisions.tsv`` with every
+    decision. Resumable: images already decided in ``out_dir`` are skipped, and a run that is
+    stopped loses at most the batch in progress.
+    """
+    from tqdm.auto import tqdm
+
+    from .preprocess import ImageError, load_image
+
+    out_dir = Path(out_dir)
+    (out_dir / IMAGE_DIRS[0]).mkdir(parents=True, exist_ok=True)
+    verifier = verifier or Verifier()
+    decisions = read_decisions(out_dir)
+    todo = [Path(p) for p in images if Path(p).name not in decisions]
+    summary = LabelSummary(skipped=len(images) - len(todo))
+    path = out_dir / DECISIONS_FILE
+    new_file = not path.exists()
+    start = time.perf_counter()
+    with path.open("a", newline="", encoding="utf-8") as handle, tqdm(
+            total=len(todo), desc=f"round {round_index}", unit="image",
+            disable=not progress) as bar:
+        writer = csv.DictWriter(handle, DECISION_FIELDS, delimiter="\t", lineterminator="\n")
+        if new_file:
+            writer.writeheader()
+        for begin in range(0, len(todo), batch_size):
+            chunk = todo[begin : begin + batch_size]
+            loaded, rows = [], []
+            for source in chunk:
+                try:
+                    loaded.append((source, load_image(source)))
+                except ImageError as error:
+                    rows.append(_row(source, Verdict("failed", None, float("inf"), 0.0,
+                                                     reason=str(error)), round_index))
+            if loaded:
+                nbest = producer.nbest_lists([img for _, img in loaded], beam_size)
+                verdicts = verifier.verify_batch(
+                    [img for _, img in loaded], [[latex for latex, _ in n] for n in nbest])
+                for (source, _), verdict in zip(loaded, verdicts, strict=True):
+                    if verdict.status == "accepted":
+                        _link_or_copy(source, out_dir / IMAGE_DIRS[0] / source.name)
+                    rows.append(_row(source, verdict, round_index))
+            for row in rows:
+                writer.writerow(row)
+                decisions[row["image"]] = row
+                summary.counts[row["status"]] += 1
+            handle.flush()
+            _write_dataset(out_dir, decisions)
+            bar.update(len(chunk))
+            bar.set_postfix(accepted=summary.counts["accepted"])
+    _write_dataset(out_dir, decisions)
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _row(source: Path, verdict: Verdict, round_index: int) -> dict[str, str]:
+    return {"image": source.name, "status": verdict.status,
+            "distance": f"{verdict.distance:.3f}", "margin": f"{verdict.margin:.3f}",
+            "round": str(round_index), "formula": verdict.formula or "",
+            "reason": verdict.reason.replace("\t", " ").replace("\n", " ")}

@@ -1,0 +1,179 @@
+"""Tests for img2latex_lib.selftrain: the render-and-compare verifier and pseudo-labelling,
+with real pdflatex renders (and the real im2latex-100k images when they are linked in data/)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from img2latex_lib.datasets import load
+from img2latex_lib.preprocess import load_image
+from img2latex_lib.render import LatexRenderer, latex_available
+from img2latex_lib.selftrain import (
+    DECISIONS_FILE,
+    Verifier,
+    image_distance,
+    pseudo_label,
+    read_decisions,
+    render_phases,
+)
+from img2latex_lib.tokenizer import normalize
+
+pytestmark = pytest.mark.skipif(not latex_available(), reason="pdflatex or gs not installed")
+
+FORMULA = r"\frac { a + b } { c _ { 1 } } = \alpha ^ { 2 } - x _ { i }"
+NEAR_MISSES = {
+    "one wrong symbol": r"\frac { a + d } { c _ { 1 } } = \alpha ^ { 2 } - x _ { i }",
+    "missing subscript": r"\frac { a + b } { c } = \alpha ^ { 2 } - x _ { i }",
+    "wrong sign": r"\frac { a + b } { c _ { 1 } } = \alpha ^ { 2 } + x _ { i }",
+    "extra space": r"\frac { a + b } { c _ { 1 } } = \alpha ^ { 2 } \, - x _ { i }",
+}
+
+
+@pytest.fixture(scope="module")
+def verifier() -> Verifier:
+    return Verifier(renderer=LatexRenderer(template="im2latex", downsample=1, workers=1))
+
+
+@pytest.fixture(scope="module")
+def real_like() -> np.ndarray:
+    """The formula as the real images were made, but half a pixel off the renderer's own phase
+    (the verifier must not rely on the phase)."""
+    fine = LatexRenderer(template="im2latex", downsample=1, workers=1).render(FORMULA)
+    return render_phases(fine)[3]
+
+
+def test_image_distance_basics(real_like):
+    assert image_distance(real_like, real_like) == 0
+    shifted = np.pad(real_like, ((3, 0), (0, 5)), constant_values=255)
+    assert image_distance(real_like, shifted) == 0, "position on the canvas does not matter"
+    blank = np.full_like(real_like, 255)
+    assert image_distance(real_like, blank) == np.inf
+    wider = np.pad(real_like, ((0, 0), (0, 6)), constant_values=255)
+    wider[10:12, -3:] = 0  # ink 3 px beyond the formula's right edge
+    assert image_distance(real_like, wider) == np.inf, "sizes differ by more than a pixel"
+
+
+def test_verifier_accepts_the_formula_and_rejects_near_misses(verifier, real_like):
+    spelled_differently = r"\frac{a+b}{c_1}=\alpha^2-x_i"
+    verdict = verifier.verify(real_like, [spelled_differently])
+    assert verdict.status == "accepted", verdict
+    assert verdict.formula == normalize(spelled_differently) == normalize(FORMULA)
+    for kind, near_miss in NEAR_MISSES.items():
+        verdict = verifier.verify(real_like, [near_miss])
+        assert verdict.status == "rejected", f"{kind}: {verdict}"
+        assert verdict.distance > verifier.threshold, kind
+
+
+def test_verifier_picks_the_matching_candidate_from_an_nbest_list(verifier, real_like):
+    candidates = [NEAR_MISSES["one wrong symbol"], NEAR_MISSES["missing subscript"], FORMULA]
+    verdict = verifier.verify(real_like, candidates)
+    assert verdict.status == "accepted" and verdict.formula == FORMULA
+    assert np.argmin(verdict.distances) == 2
+    assert verdict.margin > verifier.margin
+
+
+def test_verifier_margin_rejects_ambiguous_candidates(real_like):
+    """With a threshold so loose that a near miss also 'matches', only the margin separates them:
+    a rival that renders differently but about as well makes the image ambiguous, while an
+    equivalent spelling (same picture) is no rival."""
+    renderer = LatexRenderer(template="im2latex", downsample=1, workers=1)
+    loose = Verifier(threshold=100.0, margin=100.0, renderer=renderer)
+    verdict = loose.verify(real_like, [FORMULA, NEAR_MISSES["wrong sign"]])
+    assert verdict.status == "rejected" and verdict.reason == "ambiguous"
+    verdict = loose.verify(real_like, [FORMULA, r"\frac{a+b}{c_1}=\alpha^2-x_i"])
+    assert verdict.status == "accepted" and verdict.margin == np.inf
+
+
+def test_verifier_reports_candidates_that_do_not_render(verifier, real_like):
+    verdict = verifier.verify(real_like, [r"\frac { a", r"\input { /etc/passwd }"])
+    assert verdict.status == "failed" and verdict.formula is None
+    assert verdict.reason
+
+
+def test_verifier_on_real_images(val_dir, verifier):
+    """A real im2latex-100k image is reproduced by its gold formula, not by near misses of it."""
+    formulas = (val_dir / "formulas.norm.lst").read_text().split("\n")
+    accepted = rejected = 0
+    for i in range(6975, 6985):  # the calibration slice, never trained on
+        image = np.asarray(Image.open(val_dir / "images" / f"{i}.png").convert("L"))
+        gold = formulas[i]
+        tokens = gold.split()
+        letters = [k for k, t in enumerate(tokens) if t.isalpha() and len(t) == 1]
+        if not letters:
+            continue
+        wrong = list(tokens)
+        k = letters[len(letters) // 2]
+        wrong[k] = "q" if tokens[k] != "q" else "p"
+        accepted += verifier.verify(image, [gold]).status == "accepted"
+        rejected += verifier.verify(image, [" ".join(wrong)]).status == "rejected"
+    assert accepted >= 7 and rejected >= 9, (accepted, rejected)
+
+
+class ListedNbest:
+    """Stands in for the model: a fixed n-best list per image (recognised by its pixels), so the
+    test controls which images can be labelled; the real model runs in the CLI test."""
+
+    def __init__(self, lists: dict[Path, list[str]]):
+        self.lists = {_key(load_image(path)): candidates for path, candidates in lists.items()}
+
+    def nbest_lists(self, images, beam_size=5):
+        return [[(c, 0.0) for c in self.lists[_key(image)]] for image in images]
+
+
+def _key(image: Image.Image) -> bytes:
+    return np.asarray(image).tobytes()
+
+
+def _write_images(folder: Path, formulas: list[str]) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    renderer = LatexRenderer(template="im2latex", workers=1)
+    paths = []
+    for k, result in enumerate(renderer.render_batch(formulas)):
+        path = folder / f"{k}.png"
+        result.image.save(path)
+        paths.append(path)
+    return paths
+
+
+def test_pseudo_label_writes_a_dataset_and_resumes(tmp_path):
+    formulas = [r"a ^ { 2 } + b ^ { 2 }", r"\sqrt { x + 1 }", r"\sum _ { i = 1 } ^ { n } i",
+                r"\frac { 1 } { 2 }", r"e ^ { i \pi }"]
+    paths = _write_images(tmp_path / "unlabeled", formulas)
+    (tmp_path / "unlabeled" / "broken.png").write_bytes(b"not an image")
+    paths.append(tmp_path / "unlabeled" / "broken.png")
+    candidates = [
+        ["a ^ { 3 } + b ^ { 2 }", "a^2+b^2"],  # the right one second, in another spelling
+        [r"\sqrt { x + 7 }"],  # only a near miss: rejected
+        [r"\sum _ { i = 1 } ^ { n } i"],
+        [r"\frac { 1 } { 3 }"],
+        [r"e ^ { i \pi }"],
+    ]
+    producer = ListedNbest(dict(zip(paths[:5], candidates, strict=True)))
+    verifier = Verifier(renderer=LatexRenderer(template="im2latex", downsample=1, workers=1))
+    out = tmp_path / "round1"
+
+    first = pseudo_label(producer, paths[:3], out, verifier, batch_size=2, progress=False)
+    assert first.counts == {"accepted": 2, "rejected": 1}
+    second = pseudo_label(producer, paths, out, verifier, batch_size=2, progress=False)
+    assert second.skipped == 3
+    assert second.counts == {"accepted": 1, "rejected": 1, "failed": 1}
+
+    decisions = read_decisions(out)
+    assert [decisions[p.name]["status"] for p in paths] == [
+        "accepted", "rejected", "accepted", "rejected", "accepted", "failed"]
+    assert "broken.png" in decisions["broken.png"]["reason"]
+    with (out / DECISIONS_FILE).open() as handle:
+        assert len(list(csv.DictReader(handle, delimiter="\t"))) == 6, "each image decided once"
+
+    dataset = load(out)
+    assert {s.image.name: s.formula for s in dataset.samples} == {
+        "0.png": normalize("a^2+b^2"), "2.png": normalize(formulas[2]),
+        "4.png": normalize(formulas[4])}
+    for sample in dataset.samples:
+        source = tmp_path / "unlabeled" / sample.image.name
+        assert sample.image.read_bytes() == source.read_bytes()
