@@ -24,6 +24,7 @@ import signal
 import subprocess
 import tempfile
 import threading
+import weakref
 import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -573,9 +574,10 @@ class MathtextRenderer(Renderer):
         self.fontsize = fontsize
         self.workers = workers
         self._parser: MathTextParser | None = None
+        self._pool: ProcessPoolExecutor | None = None
 
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "_parser": None}  # worker processes build their own parser
+    def __getstate__(self) -> dict:  # worker processes build their own parser, and no pool
+        return {**self.__dict__, "_parser": None, "_pool": None}
 
     def font_for(self, formula: str) -> str:
         """The font set used for `formula` (stable across runs and machines)."""
@@ -584,13 +586,17 @@ class MathtextRenderer(Renderer):
     def render_batch(self, formulas: Sequence[str]) -> list[RenderResult]:
         """Render each formula; unsupported ones come back with `error` set.
 
-        Batches of 100 or more are shared among `workers` processes (mathtext is pure Python).
+        Batches of 100 or more are shared among `workers` processes (mathtext is pure Python),
+        started at the first such batch and kept until the renderer is garbage-collected.
         """
         if self.workers < 2 or len(formulas) < 100:
             return [self._render_one(formula) for formula in formulas]
-        context = multiprocessing.get_context("spawn")  # fork is unsafe under TensorFlow threads
-        with ProcessPoolExecutor(self.workers, mp_context=context) as pool:
-            return list(pool.map(self._render_one, formulas, chunksize=25))
+        with self._lock:
+            if self._pool is None:  # kept for later batches: starting workers costs seconds
+                context = multiprocessing.get_context("spawn")  # fork is unsafe under TF threads
+                self._pool = ProcessPoolExecutor(self.workers, mp_context=context)
+                weakref.finalize(self, self._pool.shutdown)
+        return list(self._pool.map(self._render_one, formulas, chunksize=25))
 
     def _render_one(self, formula: str) -> RenderResult:
         from matplotlib.font_manager import FontProperties

@@ -220,6 +220,23 @@ def test_mathtext_fails_cleanly_on_unsupported_input() -> None:
         renderer.render(r"\begin{array} { c } a \end{array}")
 
 
+def test_mathtext_worker_pool_keeps_order_and_is_reused() -> None:
+    formulas = [f"x _ {{ {i} }} + \\frac {{ {i % 7} }} {{ y }}" for i in range(110)]
+    formulas[5] = r"\begin{array} { c } a \end{array}"  # fails in a worker, reported in place
+    renderer = MathtextRenderer(workers=2)
+    first = renderer.render_batch(formulas)
+    pool = renderer._pool
+    assert pool is not None
+    second = renderer.render_batch(formulas)
+    assert renderer._pool is pool, "the worker processes are started once"
+    serial = MathtextRenderer(workers=1).render_batch([formulas[k] for k in (0, 5, 109)])
+    for results in (first, second):
+        assert [r.formula for r in results] == formulas
+        assert results[5].image is None and "mathtext" in results[5].error
+        for k, alone in zip((0, 109), (serial[0], serial[2]), strict=True):
+            assert np.array_equal(np.asarray(results[k].image), np.asarray(alone.image))
+
+
 def test_mathtext_font_choice_is_deterministic() -> None:
     fonts = ("cm", "stix", "dejavuserif")
     formulas = [f"x _ {{ {i} }}" for i in range(12)]

@@ -17,6 +17,7 @@ from img2latex_lib.selftrain import (
     DECISIONS_FILE,
     Verifier,
     image_distance,
+    near_misses,
     pseudo_label,
     read_decisions,
     render_phases,
@@ -95,23 +96,32 @@ def test_verifier_reports_candidates_that_do_not_render(verifier, real_like):
     assert verdict.reason
 
 
+def test_near_misses_are_one_mistake_away():
+    misses = near_misses(FORMULA, seed=1)
+    assert set(misses) == {"symbol", "script", "sign", "space"}
+    tokens = FORMULA.split()
+    for kind, miss in misses.items():
+        changed = miss.split()
+        assert changed != tokens, kind
+        assert changed.count("{") == changed.count("}"), kind
+    assert len(misses["symbol"].split()) == len(tokens)
+    assert len(misses["script"].split()) < len(tokens)
+    assert misses["space"].split().count("\\,") == 1
+    assert near_misses("x") == {"symbol": near_misses("x")["symbol"]}
+    assert near_misses(FORMULA, seed=1) == misses, "seeded"
+
+
 def test_verifier_on_real_images(val_dir, verifier):
     """A real im2latex-100k image is reproduced by its gold formula, not by near misses of it."""
     formulas = (val_dir / "formulas.norm.lst").read_text().split("\n")
-    accepted = rejected = 0
+    accepted, rejected, misses = 0, 0, 0
     for i in range(6975, 6985):  # the calibration slice, never trained on
         image = np.asarray(Image.open(val_dir / "images" / f"{i}.png").convert("L"))
-        gold = formulas[i]
-        tokens = gold.split()
-        letters = [k for k, t in enumerate(tokens) if t.isalpha() and len(t) == 1]
-        if not letters:
-            continue
-        wrong = list(tokens)
-        k = letters[len(letters) // 2]
-        wrong[k] = "q" if tokens[k] != "q" else "p"
-        accepted += verifier.verify(image, [gold]).status == "accepted"
-        rejected += verifier.verify(image, [" ".join(wrong)]).status == "rejected"
-    assert accepted >= 7 and rejected >= 9, (accepted, rejected)
+        accepted += verifier.verify(image, [formulas[i]]).status == "accepted"
+        for miss in near_misses(formulas[i], seed=i).values():
+            misses += 1
+            rejected += verifier.verify(image, [miss]).status != "accepted"
+    assert accepted >= 7 and rejected == misses, (accepted, rejected, misses)
 
 
 class ListedNbest:
