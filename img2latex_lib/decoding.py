@@ -35,6 +35,7 @@ class StepDecoder:
         self.model = model
         self._encode = compile_fn(lambda images: model.encoder(images, training=False))
         self._step = compile_fn(self._step_fn)
+        self._greedy: dict[int, Callable] = {}
 
     def _step_fn(self, tokens, state, encoded):
         logits, state, scores = self.model.decoder(
@@ -44,6 +45,37 @@ class StepDecoder:
 
     def encode(self, images: np.ndarray):
         return self._encode(ops.convert_to_tensor(images, dtype="float32"))
+
+    def greedy_ids(self, images: np.ndarray, max_len: int) -> np.ndarray:
+        """Greedy token ids [B, max_len + 1] for a batch, the whole loop compiled (no Python per
+        token); each row ends with <eos>, then zeros. Same choices as :func:`greedy`."""
+        if max_len not in self._greedy:
+            self._greedy[max_len] = compile_fn(lambda x: self._greedy_loop(x, max_len))
+        ids = self._greedy[max_len](ops.convert_to_tensor(images, dtype="float32"))
+        return ops.convert_to_numpy(ids)
+
+    def _greedy_loop(self, images, max_len: int):
+        encoded = self.model.encoder(images, training=False)
+        batch = ops.shape(images)[0]
+        length = max_len + 1
+
+        def running(step, tokens, state, out, done):
+            return ops.logical_and(step < length, ops.logical_not(ops.all(done)))
+
+        def advance(step, tokens, state, out, done):
+            logits, state = self.model.decoder(tokens[:, None], encoded, state=state,
+                                               training=False)
+            chosen = ops.cast(ops.argmax(logits[:, 0], axis=-1), "int32")
+            chosen = ops.where(ops.equal(step, max_len), EOS_ID, chosen)  # the last step allowed
+            chosen = ops.where(done, 0, chosen)
+            column = ops.cast(ops.equal(ops.arange(length), step), "int32")
+            out = out + chosen[:, None] * column[None, :]
+            return step + 1, chosen, state, out, ops.logical_or(done, ops.equal(chosen, EOS_ID))
+
+        start = (ops.convert_to_tensor(0, "int32"), ops.full((batch,), SOS_ID, "int32"),
+                 self.model.initial_state(batch), ops.zeros((batch, length), "int32"),
+                 ops.zeros((batch,), "bool"))
+        return ops.while_loop(running, advance, start)[3]
 
     def step(self, tokens: np.ndarray, state, encoded, last: bool = False):
         """Log-probabilities [B, V], new state, attention over encoded positions [B, N].
@@ -83,6 +115,9 @@ def greedy(
 
     Returns one id list per image and, if asked, attention [steps, N] per image.
     """
+    if not temperature and not return_attention:
+        rows = decoder.greedy_ids(images, max_len)
+        return [[int(t) for t in row[: list(row).index(EOS_ID)]] for row in rows]
     batch = len(images)
     encoded = decoder.encode(images)
     state = decoder.initial_state(batch)

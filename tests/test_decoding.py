@@ -37,6 +37,16 @@ def test_beam_of_one_equals_greedy(model, images):
     assert beam_ids == greedy_ids
 
 
+def test_compiled_greedy_loop_equals_the_stepwise_loop(model, images):
+    decoder = StepDecoder(model)
+    for max_len in (3, 15):  # 3: every row is cut at the length limit
+        compiled = greedy(decoder, images, max_len=max_len)
+        stepwise, _ = greedy(decoder, images, max_len=max_len, return_attention=True)
+        assert compiled == stepwise
+        assert all(len(ids) <= max_len for ids in compiled)
+    assert any(len(ids) == 3 for ids in greedy(decoder, images, max_len=3))
+
+
 def test_beam_search_returns_sorted_distinct_hypotheses(model, images):
     decoder = StepDecoder(model)
     nbest = beam_search(decoder, images[:2], beam_size=4, max_len=10)
