@@ -127,7 +127,8 @@ def default_checkpoint() -> Path:
 
 def global_step(model: keras.Model) -> int:
     """Optimizer steps taken so far (also for a variable mirrored over devices)."""
-    return int(keras.ops.convert_to_numpy(model.optimizer.iterations.value))
+    # "+ 0" reads the variable into a tensor: numpy warns on converting the variable itself
+    return int(keras.ops.convert_to_numpy(model.optimizer.iterations.value + 0))
 
 
 # --- callbacks --------------------------------------------------------------------------------
@@ -139,13 +140,15 @@ class ValidationCallback(keras.callbacks.Callback):
     def __init__(self, vocab: Vocab, images: Sequence, formulas: Sequence[str], show: int = 3):
         super().__init__()
         self.vocab, self.images, self.formulas, self.show = vocab, images, list(formulas), show
+        self.producer = None  # built once: its compiled decoding loop is reused every epoch
 
     def on_epoch_end(self, epoch, logs=None):
         from .decoding import LatexProducer
         from .metrics import bleu4, exact_match
 
-        producer = LatexProducer.from_model(self.model, self.vocab)
-        predictions = producer.predict(list(self.images))
+        if self.producer is None:
+            self.producer = LatexProducer.from_model(self.model, self.vocab)
+        predictions = self.producer.predict(list(self.images))
         references = [f.split() for f in self.formulas]
         hypotheses = [p.split() for p in predictions]
         logs = logs if logs is not None else {}
@@ -188,6 +191,39 @@ class CheckpointCallback(keras.callbacks.Callback):
         if score is not None and score > self.trainer.best_score:
             self.trainer.best_score = score
             self.trainer.save("best", epoch=epoch + 1, step_in_epoch=0)
+
+
+class StepLog(keras.callbacks.Callback):
+    """Appends ``global_step, epoch, loss, masked_accuracy, lr, seconds`` to a CSV file every
+    ``every`` steps: the learning curve inside epochs (``log.csv`` has one row per epoch)."""
+
+    FIELDS = ("global_step", "epoch", "loss", "masked_accuracy", "lr", "seconds")
+
+    def __init__(self, path: Path, every: int = 50):
+        super().__init__()
+        self.path, self.every = Path(path), every
+        self.epoch, self.start = 0, time.time()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = global_step(self.model)
+        if step % self.every:
+            return
+        logs = logs or {}
+        optimizer = self.model.optimizer
+        lr = optimizer.learning_rate
+        if callable(lr):
+            lr = lr(optimizer.iterations)
+        values = (step, self.epoch, logs.get("loss", float("nan")),
+                  logs.get("masked_accuracy", float("nan")),
+                  float(keras.ops.convert_to_numpy(lr)), round(time.time() - self.start, 1))
+        new = not self.path.exists()
+        with self.path.open("a") as handle:
+            if new:
+                handle.write(",".join(self.FIELDS) + "\n")
+            handle.write(",".join(str(v) for v in values) + "\n")
 
 
 class StopAtStep(keras.callbacks.Callback):
@@ -339,6 +375,7 @@ class Trainer:
         callbacks.append(CheckpointCallback(self, self.config.checkpoint_every, offset,
                                             len(self.train_data)))
         callbacks.append(keras.callbacks.CSVLogger(str(self.save_dir / "log.csv"), append=True))
+        callbacks.append(StepLog(self.save_dir / "steps.csv"))
         if keras.backend.backend() == "tensorflow":
             callbacks.append(keras.callbacks.TensorBoard(str(self.save_dir / "tensorboard")))
         if max_steps:

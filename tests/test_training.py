@@ -42,6 +42,10 @@ def test_tiny_model_learns_to_reproduce_a_formula(small_dataset, tmp_path):
     Trainer(config, vocab, data).fit(verbose=0)
     producer = LatexProducer(tmp_path / "run" / "last")
     assert producer.predict(str(image)) == formula
+    header, row = (tmp_path / "run" / "steps.csv").read_text().splitlines()  # every 50 steps
+    fields = dict(zip(header.split(","), row.split(","), strict=True))
+    assert fields["global_step"] == "50" and fields["epoch"] == "49"
+    assert 0 < float(fields["lr"]) < config.lr and float(fields["loss"]) < 1.0
     assert producer.predict(str(image), beam_size=3) == formula
 
 
