@@ -579,6 +579,13 @@ class MathtextRenderer(Renderer):
     def __getstate__(self) -> dict:  # worker processes build their own parser, and no pool
         return {**self.__dict__, "_parser": None, "_pool": None}
 
+    def close(self) -> None:
+        """Stop the worker processes now (they are restarted by the next large batch)."""
+        with self._lock:
+            if self._pool is not None:
+                self._pool.shutdown()
+                self._pool = None
+
     def font_for(self, formula: str) -> str:
         """The font set used for `formula` (stable across runs and machines)."""
         return self.fonts[zlib.crc32(f"{self.seed}:{formula}".encode()) % len(self.fonts)]

@@ -229,6 +229,8 @@ def test_mathtext_worker_pool_keeps_order_and_is_reused() -> None:
     assert pool is not None
     second = renderer.render_batch(formulas)
     assert renderer._pool is pool, "the worker processes are started once"
+    renderer.close()
+    assert renderer._pool is None
     serial = MathtextRenderer(workers=1).render_batch([formulas[k] for k in (0, 5, 109)])
     for results in (first, second):
         assert [r.formula for r in results] == formulas
