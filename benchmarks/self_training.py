@@ -11,7 +11,8 @@ Round k labels into WORK/pseudo/round<k> (skipping images accepted in earlier ro
 into WORK/round<k> (its best/ or last/ checkpoint is the next round's --init) on --data plus
 WORK/pseudo/round1..k, and writes WORK/rounds.tsv. Stopped anywhere, the same command goes on
 where it stopped: labelling skips decided images, training resumes from its last checkpoint,
-and finished steps are not redone (their times are kept in WORK/round<k>.json).
+and finished steps are not redone (times are kept in WORK/round<k>.json, labelling's after
+every 500 images).
 --quick: a smoke test on a few rendered images, a few training steps and 10 dev-test images.
 """
 
@@ -49,21 +50,25 @@ def _save(path: Path, state: dict) -> None:
     tmp.replace(path)
 
 
-def label(args, state: dict, pseudo_dirs: list[Path]) -> None:
-    """Step 1: pseudo-label this round's images (resumable)."""
+def label(args, state: dict, pseudo_dirs: list[Path], save) -> None:
+    """Step 1: pseudo-label this round's images (resumable), in chunks of 500 images so that
+    the time spent survives a killed run."""
     out = pseudo_dirs[-1]
     excluded = {name for folder in pseudo_dirs[:-1]
                 for name, row in read_decisions(folder).items() if row["status"] == "accepted"}
     images = [p for p in cli._image_files([args.unlabeled]) if p.name not in excluded]
     images = images[: args.limit]
-    producer = LatexProducer(args.init)
-    summary = pseudo_label(producer, images, out, Verifier(), round_index=args.round,
-                           beam_size=args.beam)
-    print(f"labelling: {summary}")
-    decisions = read_decisions(out)
-    state["labelled"] = len(decisions)
-    state["accepted"] = sum(row["status"] == "accepted" for row in decisions.values())
-    state["labelling_s"] = state.get("labelling_s", 0.0) + summary.seconds
+    producer, verifier = LatexProducer(args.init), Verifier()
+    for start in range(0, len(images), 500):
+        summary = pseudo_label(producer, images[start : start + 500], out, verifier,
+                               round_index=args.round, beam_size=args.beam)
+        decisions = read_decisions(out)
+        state["labelled"] = len(decisions)
+        state["accepted"] = sum(row["status"] == "accepted" for row in decisions.values())
+        state["labelling_s"] = state.get("labelling_s", 0.0) + summary.seconds
+        save()
+        print(f"labelling: {state['accepted']} of {state['labelled']} accepted so far; "
+              f"this chunk {summary}")
 
 
 def train(args, state: dict, pseudo_dirs: list[Path], run_dir: Path) -> None:
@@ -131,13 +136,16 @@ def main() -> None:
     state = _state(state_path)
     pseudo_dirs = [args.work / "pseudo" / f"round{k}" for k in range(1, args.round + 1)]
     run_dir = args.work / f"round{args.round}"
-    for step, run in (("labelled_done", lambda: label(args, state, pseudo_dirs)),
+    def save() -> None:
+        _save(state_path, state)
+
+    for step, run in (("labelled_done", lambda: label(args, state, pseudo_dirs, save)),
                       ("trained_done", lambda: train(args, state, pseudo_dirs, run_dir)),
                       ("evaluated_done", lambda: evaluate(args, state, run_dir / "last"))):
         if not state.get(step):
             run()
             state[step] = True
-            _save(state_path, state)
+            save()
     state["accepted (all rounds)"] = sum(
         row["status"] == "accepted" for d in pseudo_dirs for row in read_decisions(d).values())
     _save(state_path, state)
