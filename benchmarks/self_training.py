@@ -26,11 +26,17 @@ from pathlib import Path
 from _common import table
 from _devtest import dev_test
 
-from img2latex_lib import cli
+from img2latex_lib import cli, metrics
+from img2latex_lib.datasets import atomic_write
 from img2latex_lib.decoding import LatexProducer
-from img2latex_lib.metrics import bleu4, edit_score, exact_match
 from img2latex_lib.model import Config
-from img2latex_lib.selftrain import Verifier, pseudo_label, read_decisions
+from img2latex_lib.selftrain import (
+    Verifier,
+    accepted_names,
+    image_files,
+    pseudo_label,
+    read_decisions,
+)
 from img2latex_lib.tokenizer import normalize
 
 ARCHITECTURE = ("image_height", "embedding_dim", "decoder_units", "enc_out_dim",
@@ -44,20 +50,12 @@ def _state(path: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def _save(path: Path, state: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(state, indent=2))
-    tmp.replace(path)
-
-
 def label(args, state: dict, pseudo_dirs: list[Path], save) -> None:
     """Step 1: pseudo-label this round's images (resumable), in chunks of 500 images so that
     the time spent survives a killed run."""
     out = pseudo_dirs[-1]
-    excluded = {name for folder in pseudo_dirs[:-1]
-                for name, row in read_decisions(folder).items() if row["status"] == "accepted"}
-    images = [p for p in cli._image_files([args.unlabeled]) if p.name not in excluded]
-    images = images[: args.limit]
+    excluded = accepted_names(pseudo_dirs[:-1])
+    images = [p for p in image_files([args.unlabeled]) if p.name not in excluded][: args.limit]
     producer, verifier = LatexProducer(args.init), Verifier()
     for start in range(0, len(images), 500):
         summary = pseudo_label(producer, images[start : start + 500], out, verifier,
@@ -104,9 +102,9 @@ def evaluate(args, state: dict, checkpoint: Path) -> None:
     for beam, name in ((1, "greedy"), (5, "beam5")):
         hypotheses = [normalize(p) for p in producer.predict([s.image for s in samples],
                                                              beam_size=beam)]
-        state[f"{name} BLEU-4"] = round(bleu4(references, hypotheses), 3)
-        state[f"{name} edit"] = round(edit_score(references, hypotheses), 3)
-        state[f"{name} exact"] = round(exact_match(references, hypotheses), 3)
+        figures = metrics.evaluate(references, hypotheses)
+        for key, column in (("bleu4", "BLEU-4"), ("edit_score", "edit"), ("exact_match", "exact")):
+            state[f"{name} {column}"] = round(figures[key], 3)
 
 
 def main() -> None:
@@ -137,7 +135,7 @@ def main() -> None:
     pseudo_dirs = [args.work / "pseudo" / f"round{k}" for k in range(1, args.round + 1)]
     run_dir = args.work / f"round{args.round}"
     def save() -> None:
-        _save(state_path, state)
+        atomic_write(state_path, json.dumps(state, indent=2))
 
     for step, run in (("labelled_done", lambda: label(args, state, pseudo_dirs, save)),
                       ("trained_done", lambda: train(args, state, pseudo_dirs, run_dir)),
@@ -146,9 +144,8 @@ def main() -> None:
             run()
             state[step] = True
             save()
-    state["accepted (all rounds)"] = sum(
-        row["status"] == "accepted" for d in pseudo_dirs for row in read_decisions(d).values())
-    _save(state_path, state)
+    state["accepted (all rounds)"] = len(accepted_names(pseudo_dirs))
+    save()
 
     rows = []
     for path in sorted(args.work.glob("round*.json"), key=lambda p: int(p.stem[5:])):

@@ -267,31 +267,19 @@ def cmd_render(args) -> None:
     print(f"{args.out}: {image.width}x{image.height}")
 
 
-def _numeric_order(path: Path) -> tuple[bool, int, str]:
-    return (not path.stem.isdigit(), int(path.stem) if path.stem.isdigit() else 0, path.name)
-
-
-def _image_files(paths: list[Path]) -> list[Path]:
-    """Files as given; a folder stands for its PNG files in numeric order (2.png before 10.png)."""
-    files = []
-    for path in paths:
-        if path.is_dir():
-            files += sorted(path.glob("*.png"), key=_numeric_order)
-        elif path.exists():
-            files.append(path)
-        else:
-            raise FileNotFoundError(f"{path}: no such file or folder")
-    return files
-
-
 def cmd_pseudo_label(args) -> None:
     from .decoding import LatexProducer
-    from .selftrain import DEFAULT_MARGIN, DEFAULT_THRESHOLD, Verifier, pseudo_label, read_decisions
+    from .selftrain import (
+        DEFAULT_MARGIN,
+        DEFAULT_THRESHOLD,
+        Verifier,
+        accepted_names,
+        image_files,
+        pseudo_label,
+    )
 
-    images = _image_files(args.images)
-    excluded = {name for folder in args.exclude for name, row in read_decisions(folder).items()
-                if row["status"] == "accepted"}
-    images = [p for p in images if p.name not in excluded][: args.limit]
+    excluded = accepted_names(args.exclude)
+    images = [p for p in image_files(args.images) if p.name not in excluded][: args.limit]
     verifier = Verifier(threshold=DEFAULT_THRESHOLD if args.threshold is None else args.threshold,
                         margin=DEFAULT_MARGIN if args.margin is None else args.margin)
     summary = pseudo_label(LatexProducer(args.checkpoint), images, args.out, verifier,

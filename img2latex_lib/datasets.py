@@ -154,10 +154,11 @@ def _write_formulas(out_dir: Path, formulas: Sequence[str]) -> None:
     text = "\n".join(formulas) + "\n"
     if path.exists() and path.read_text(encoding="utf-8") != text:
         raise ValueError(f"{path}: holds different formulas; use a new folder or delete it")
-    _atomic_write(path, text)
+    atomic_write(path, text)
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file, so a reader never sees half of it."""
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
@@ -210,13 +211,13 @@ def build_dataset(
     ) as bar:
         for ids, errors in zip(chunks, pool.map(render_chunk, chunks), strict=True):
             failures.update(errors)
-            _atomic_write(out_dir / FAILED_FILE,
+            atomic_write(out_dir / FAILED_FILE,
                           "".join(f"{i}\t{e}\n" for i, e in sorted(failures.items())))
             bar.update(len(ids))
 
     written = [i for i in range(len(normalized))
                if (out_dir / IMAGE_DIRS[0] / f"{i}.png").exists()]
-    _atomic_write(out_dir / DEFAULT_SPLIT, "".join(f"{i}.png {i}\n" for i in written))
+    atomic_write(out_dir / DEFAULT_SPLIT, "".join(f"{i}.png {i}\n" for i in written))
     dataset = load(out_dir)
     if failures:
         dataset.dropped["failed to render"] += len(failures)

@@ -252,17 +252,13 @@ def ink_mask(image: Image.Image | np.ndarray, threshold: int = 128) -> np.ndarra
     return mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
 
 
-def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
-    """Grow ink by ``radius`` pixels in every direction (square structuring element)."""
-    height, width = mask.shape
-    padded = np.pad(mask, radius)
-    rows = np.zeros((height + 2 * radius, width), dtype=bool)
-    for dx in range(2 * radius + 1):
-        rows |= padded[:, dx : dx + width]
-    out = np.zeros_like(mask)
-    for dy in range(2 * radius + 1):
-        out |= rows[dy : dy + height]
-    return out
+def max_filter(a: np.ndarray, radius: int) -> np.ndarray:
+    """Grow ink by ``radius`` pixels in every direction (square structuring element): the
+    largest value within the square, for boolean masks and grey levels alike."""
+    padded = np.pad(a, radius)
+    height, width = a.shape
+    rows = np.max([padded[:, dx : dx + width] for dx in range(2 * radius + 1)], axis=0)
+    return np.max([rows[dy : dy + height] for dy in range(2 * radius + 1)], axis=0)
 
 
 def bitmaps_match(
@@ -302,9 +298,9 @@ def bitmaps_match(
     canvas = (max(ha, hb) + 4 * t, max(wa, wb) + 4 * t)
     placed_a = np.zeros(canvas, dtype=bool)
     placed_a[2 * t : 2 * t + ha, 2 * t : 2 * t + wa] = mask_a
-    grown_a = _dilate(placed_a, t)
+    grown_a = max_filter(placed_a, t)
     padded_b = np.pad(mask_b, t)
-    grown_b = _dilate(padded_b, t)
+    grown_b = max_filter(padded_b, t)
     for dy in range(2 * t + 1):
         for dx in range(2 * t + 1):
             window = (slice(dy, dy + hb + 2 * t), slice(dx, dx + wb + 2 * t))

@@ -26,9 +26,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .datasets import DEFAULT_SPLIT, FORMULA_FILES, IMAGE_DIRS
+from .datasets import DEFAULT_SPLIT, FORMULA_FILES, IMAGE_DIRS, atomic_write
+from .metrics import max_filter
 from .render import LatexRenderer, Renderer, shrink
-from .tokenizer import normalize
+from .tokenizer import _atom_end, normalize
 
 # Chosen on val ids 6975-7174 (never trained on): within 1.3 are the renders of the gold formula
 # for 88 % of the images and 0-2.5 % of near misses (near_misses kinds). With the shipped model's
@@ -59,14 +60,6 @@ def _upsample(ink: np.ndarray, factor: int) -> np.ndarray:
     return np.asarray(image)
 
 
-def _max_filter(a: np.ndarray, radius: int) -> np.ndarray:
-    """Grey dilation with a square of side ``2 * radius + 1`` (separable)."""
-    padded = np.pad(a, radius)
-    height, width = a.shape
-    rows = np.max([padded[:, dx : dx + width] for dx in range(2 * radius + 1)], axis=0)
-    return np.max([rows[dy : dy + height] for dy in range(2 * radius + 1)], axis=0)
-
-
 def _worst_window(a: np.ndarray, size: int) -> float:
     """The largest sum of ``a`` over a ``size`` x ``size`` window."""
     cum = np.pad(a, ((1, 0), (1, 0))).cumsum(axis=0).cumsum(axis=1)
@@ -95,8 +88,8 @@ def image_distance(image: np.ndarray | Image.Image, render: np.ndarray | Image.I
     height, width = max(a.shape[0], b.shape[0]) + 2 * reach, max(a.shape[1], b.shape[1]) + 2 * reach
     placed_a = np.zeros((height, width), np.float32)
     placed_a[reach : reach + a.shape[0], reach : reach + a.shape[1]] = a
-    near_a = _max_filter(placed_a, 1)
-    near_b = _max_filter(np.pad(b, 1), 1)
+    near_a = max_filter(placed_a, 1)
+    near_b = max_filter(np.pad(b, 1), 1)
     best = float("inf")
     for dy in range(2 * reach + 1):
         for dx in range(2 * reach + 1):
@@ -161,20 +154,18 @@ class Verifier:
         return self.verify_batch([image], [candidates])[0]
 
     def _judge(self, image: np.ndarray, results) -> Verdict:
-        rendered = [r for r in results if r.image is not None]
-        if not rendered:
+        fine = [None if r.image is None else np.asarray(r.image) for r in results]
+        if all(f is None for f in fine):
             reason = results[0].error if results else "no candidates"
             return Verdict("failed", None, float("inf"), 0.0,
                            [float("inf")] * len(results), reason or "")
-        fine = {id(r): np.asarray(r.image) for r in rendered}
-        distances = [min(image_distance(image, phase) for phase in
-                         render_phases(fine[id(r)], self.factor))
-                     if r.image is not None else float("inf") for r in results]
+        distances = [float("inf") if f is None else
+                     min(image_distance(image, phase) for phase in render_phases(f, self.factor))
+                     for f in fine]
         order = sorted(range(len(results)), key=lambda k: (distances[k], k))
         best = order[0]
-        picture = fine.get(id(results[best]))
-        rivals = [distances[k] for k in order[1:] if results[k].image is not None
-                  and not _same_picture(fine[id(results[k])], picture)]
+        rivals = [distances[k] for k in order[1:]
+                  if fine[k] is not None and not _same_picture(fine[k], fine[best])]
         if not np.isfinite(distances[best]):
             margin = 0.0  # nothing matched, so nothing stands out
         else:
@@ -214,15 +205,7 @@ def near_misses(formula: str, seed: int = 0) -> dict[str, str]:
     scripts = [k for k, t in enumerate(tokens[:-1]) if t in ("_", "^")]
     if scripts:
         k = rng.choice(scripts)
-        end = k + 2
-        if tokens[k + 1] == "{":
-            depth = 0
-            for end in range(k + 1, len(tokens)):
-                depth += (tokens[end] == "{") - (tokens[end] == "}")
-                if depth == 0:
-                    break
-            end += 1
-        out["script"] = " ".join(tokens[:k] + tokens[end:])
+        out["script"] = " ".join(tokens[:k] + tokens[_atom_end(tokens, k + 1):])
     signs = [k for k, t in enumerate(tokens) if t in _SIGN_FLIPS]
     if signs:
         k = rng.choice(signs)
@@ -264,17 +247,35 @@ def read_decisions(out_dir: str | Path) -> dict[str, dict[str, str]]:
         return {row["image"]: row for row in csv.DictReader(handle, delimiter="\t")}
 
 
+def accepted_names(folders: Sequence[str | Path]) -> set[str]:
+    """Names of the images accepted in these pseudo-label folders (earlier rounds)."""
+    return {name for folder in folders for name, row in read_decisions(folder).items()
+            if row["status"] == "accepted"}
+
+
+def _numeric_order(path: Path) -> tuple[bool, int, str]:
+    return (not path.stem.isdigit(), int(path.stem) if path.stem.isdigit() else 0, path.name)
+
+
+def image_files(paths: Sequence[str | Path]) -> list[Path]:
+    """Files as given; a folder stands for its PNG files in numeric order (2.png before 10.png)."""
+    files = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            files += sorted(path.glob("*.png"), key=_numeric_order)
+        elif path.exists():
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"{path}: no such file or folder")
+    return files
+
+
 def _write_dataset(out_dir: Path, decisions: dict[str, dict[str, str]]) -> None:
     """Rewrite the formula and split files from the accepted decisions (atomically)."""
     accepted = [row for row in decisions.values() if row["status"] == "accepted"]
-    for path, text in (
-        (out_dir / FORMULA_FILES[0], "".join(row["formula"] + "\n" for row in accepted)),
-        (out_dir / DEFAULT_SPLIT, "".join(f"{row['image']} {line}\n"
-                                          for line, row in enumerate(accepted))),
-    ):
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
+    atomic_write(out_dir / FORMULA_FILES[0], "".join(row["formula"] + "\n" for row in accepted))
+    atomic_write(out_dir / DEFAULT_SPLIT,
+                 "".join(f"{row['image']} {line}\n" for line, row in enumerate(accepted)))
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
