@@ -29,7 +29,6 @@ from _devtest import dev_test
 from img2latex_lib import cli, metrics
 from img2latex_lib.datasets import atomic_write
 from img2latex_lib.decoding import LatexProducer
-from img2latex_lib.model import Config
 from img2latex_lib.selftrain import (
     Verifier,
     accepted_names,
@@ -39,8 +38,6 @@ from img2latex_lib.selftrain import (
 )
 from img2latex_lib.tokenizer import normalize
 
-ARCHITECTURE = ("image_height", "embedding_dim", "decoder_units", "enc_out_dim",
-                "attention_head_size", "attention_heads", "max_len")
 COLUMNS = ("round", "labelled", "accepted", "accepted (all rounds)", "labelling s", "training s",
            "greedy BLEU-4", "greedy edit", "greedy exact", "beam5 BLEU-4", "beam5 edit",
            "beam5 exact")
@@ -55,7 +52,8 @@ def label(args, state: dict, pseudo_dirs: list[Path], save) -> None:
     the time spent survives a killed run."""
     out = pseudo_dirs[-1]
     excluded = accepted_names(pseudo_dirs[:-1])
-    images = [p for p in image_files([args.unlabeled]) if p.name not in excluded][: args.limit]
+    images = [p for p in image_files([args.unlabeled])[args.offset :] if p.name not in excluded]
+    images = images[: args.limit]
     producer, verifier = LatexProducer(args.init), Verifier()
     for start in range(0, len(images), 500):
         summary = pseudo_label(producer, images[start : start + 500], out, verifier,
@@ -71,17 +69,13 @@ def label(args, state: dict, pseudo_dirs: list[Path], save) -> None:
 
 def train(args, state: dict, pseudo_dirs: list[Path], run_dir: Path) -> None:
     """Step 2: warm-started training on --data and every round's pseudo-labels (resumable)."""
-    config = Config.load(args.init / "config.json")
-    flags = [f"--{name}={getattr(config, name)}" for name in ARCHITECTURE]
-    flags += ["--cnn_widths=" + ",".join(map(str, config.cnn_widths)),
-              "--cnn_pools=" + ",".join(map(str, config.cnn_pools))]
-    pseudo = [str(d) for d in pseudo_dirs if (d / "matching.txt").exists()
-              and (d / "matching.txt").stat().st_size]
+    pseudo = [f"{d}x{args.pseudo_repeat}" for d in pseudo_dirs
+              if (d / "matching.txt").exists() and (d / "matching.txt").stat().st_size]
     command = ["train", "--init", str(args.init), "--data", *args.data, *pseudo,
                "--num_epochs", str(args.num_epochs), "--lr", str(args.lr),
                "--warmup_steps", str(args.warmup_steps), "--batch_size", str(args.batch_size),
                "--checkpoint_every", str(args.checkpoint_every), "--save_dir", str(run_dir),
-               "--resume", *flags]
+               "--resume"]
     if args.val:
         command += ["--val", args.val]
     if args.augment:
@@ -113,10 +107,14 @@ def main() -> None:
     parser.add_argument("--round", type=int, required=True)
     parser.add_argument("--init", type=Path, required=True, help="the previous round's model")
     parser.add_argument("--unlabeled", type=Path, required=True, help="folder of PNG images")
+    parser.add_argument("--offset", type=int, default=0,
+                        help="start at this image (e.g. past those earlier rounds decided)")
     parser.add_argument("--limit", type=int, default=None, help="images labelled this round")
     parser.add_argument("--beam", type=int, default=5)
     parser.add_argument("--data", nargs="+", required=True, help="labelled data, as for train")
     parser.add_argument("--val", default=None, help="validation data, as for train")
+    parser.add_argument("--pseudo_repeat", type=int, default=4,
+                        help="times each accepted pseudo-label is seen per epoch")
     parser.add_argument("--num_epochs", type=int, default=1)
     parser.add_argument("--max_steps", type=int, default=None)
     parser.add_argument("--lr", type=float, default=5e-4)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 
@@ -57,7 +58,8 @@ def _add_train(sub) -> None:
     p.add_argument("--augment", action="store_true", help="augment training images")
     p.add_argument("--resume", action="store_true", help="continue from SAVE_DIR/last")
     p.add_argument("--init", type=Path, default=None, help="warm start from a checkpoint")
-    p.add_argument("--max_steps", type=int, default=None)
+    p.add_argument("--max_steps", type=int, default=0,
+                   help="stop after this many steps; the learning rate decays over them")
     p.add_argument("--distribute", action="store_true",
                    help="data-parallel over all local devices")
     _add_model_flags(p)
@@ -189,7 +191,7 @@ def _datasets(specs: list[str]) -> tuple[list[Path], list[str]]:
 
 def cmd_train(args) -> None:
     from .batching import BucketedDataset
-    from .model import Config
+    from .model import ARCHITECTURE, Config
     from .preprocess import Augmenter
     from .tokenizer import Vocab
     from .training import Trainer
@@ -200,6 +202,10 @@ def cmd_train(args) -> None:
     else:
         vocab = Vocab.build(formulas, args.min_freq)
     config = Config(**{k: v for k, v in vars(args).items() if k in Config.__dataclass_fields__})
+    if args.init:
+        start = Config.load(args.init / "config.json")
+        config = replace(config, **{name: getattr(start, name) for name in ARCHITECTURE})
+        print(f"architecture from {args.init / 'config.json'}")
     train = BucketedDataset(images, formulas, vocab, batch_size=config.batch_size,
                             height=config.image_height, max_width=config.max_width,
                             width_step=config.width_step, max_len=config.max_len,
@@ -209,7 +215,7 @@ def cmd_train(args) -> None:
     trainer = Trainer(config, vocab, train, val_images[: args.val_limit],
                       val_formulas[: args.val_limit], distribute=args.distribute,
                       init_weights=init)
-    trainer.fit(resume=args.resume, max_steps=args.max_steps)
+    trainer.fit(resume=args.resume)
     print(f"checkpoints in {config.save_dir}/last and {config.save_dir}/best")
 
 

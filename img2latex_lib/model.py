@@ -35,6 +35,8 @@ class Config:
     dropout: float = 0.1
     # training
     num_epochs: int = 10
+    max_steps: int = 0  # stop after this many optimizer steps (0: after num_epochs); the
+    # learning-rate schedule then decays over them
     batch_size: int = 32
     lr: float = 1e-3
     warmup_steps: int = 500
@@ -91,6 +93,12 @@ class Config:
             raise FileNotFoundError(f"{path}: config file not found") from None
         except (json.JSONDecodeError, TypeError, ValueError) as error:
             raise ValueError(f"{path}: not a valid config ({error})") from None
+
+
+# The fields that shape the weights: a warm start takes them from the checkpoint it starts from.
+ARCHITECTURE = ("image_height", "cnn_widths", "cnn_pools", "enc_out_dim", "max_rows",
+                "embedding_dim", "decoder_units", "attention_heads", "attention_head_size",
+                "max_len")
 
 
 @keras.saving.register_keras_serializable("img2latex")

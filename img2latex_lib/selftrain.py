@@ -306,7 +306,7 @@ def pseudo_label(
     """
     from tqdm.auto import tqdm
 
-    from .preprocess import ImageError, load_image
+    from .preprocess import ImageError, crop_to_ink, load_image
 
     out_dir = Path(out_dir)
     (out_dir / IMAGE_DIRS[0]).mkdir(parents=True, exist_ok=True)
@@ -328,7 +328,9 @@ def pseudo_label(
             loaded, rows = [], []
             for source in chunk:
                 try:
-                    loaded.append((source, load_image(source)))
+                    image = load_image(source)
+                    crop_to_ink(image, name=str(source))  # a blank image cannot be decoded
+                    loaded.append((source, image))
                 except ImageError as error:
                     rows.append(_row(source, Verdict("failed", None, float("inf"), 0.0,
                                                      reason=str(error)), round_index))

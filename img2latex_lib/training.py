@@ -332,6 +332,8 @@ class Trainer:
             if init_weights:
                 self.model.load_weights(init_weights)
             total = config.num_epochs * len(train_data)
+            if config.max_steps:
+                total = min(total, config.max_steps)
             schedule = WarmupCosine(config.lr, config.warmup_steps, total, config.min_lr_ratio)
             self.model.compile(
                 optimizer=keras.optimizers.Adam(schedule, clipnorm=config.clipnorm),
@@ -385,7 +387,9 @@ class Trainer:
         return callbacks
 
     def fit(self, resume: bool = False, max_steps: int | None = None, verbose: int | str = "auto"):
-        """Train for ``config.num_epochs`` (or ``max_steps``); resume from ``save_dir/last``."""
+        """Train for ``config.num_epochs`` (or ``max_steps``, by default ``config.max_steps``);
+        resume from ``save_dir/last``."""
+        max_steps = max_steps or self.config.max_steps or None
         self.save_dir.mkdir(parents=True, exist_ok=True)
         self.config.save(self.save_dir / CONFIG_FILE)
         self.model.stop_training = False

@@ -9,7 +9,9 @@ import pytest
 from PIL import Image
 
 from img2latex_lib.cli import main
+from img2latex_lib.datasets import build_dataset
 from img2latex_lib.model import Config, build_model
+from img2latex_lib.render import default_renderer
 from img2latex_lib.tokenizer import Vocab
 from img2latex_lib.training import save_checkpoint
 from tests.test_model import SMALL, randomized
@@ -94,6 +96,21 @@ def test_prepare_synthetic_and_render(tmp_path, capsys):
     assert len(list((tmp_path / "synth" / "images").glob("*.png"))) >= 5
     assert main(["render", r"\frac{a}{b}", "-o", str(tmp_path / "f.png")]) == 0
     assert Image.open(tmp_path / "f.png").size[1] > 10
+
+
+def test_warm_start_takes_vocab_and_architecture_from_the_initial_checkpoint(checkpoint, tmp_path,
+                                                                             capsys):
+    build_dataset(["a b c", "d + e", "f g", "h i j"], default_renderer(), tmp_path / "data",
+                  progress=False)
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(tmp_path / "data"), "--init", str(checkpoint),
+                 "--max_steps", "2", "--batch_size", "2", "--checkpoint_every", "0",
+                 "--save_dir", str(run)]) == 0
+    assert "architecture from" in capsys.readouterr().out
+    start, trained = Config.load(checkpoint / "config.json"), Config.load(run / "config.json")
+    assert trained.cnn_widths == start.cnn_widths and trained.decoder_units == start.decoder_units
+    assert trained.max_steps == 2
+    assert (run / "last" / "vocab.json").read_text() == (checkpoint / "vocab.json").read_text()
 
 
 @pytest.mark.skipif(not (ROOT / "checkpoints" / "img2latex-base").exists(), reason="no model")

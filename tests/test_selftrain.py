@@ -156,6 +156,8 @@ def test_pseudo_label_writes_a_dataset_and_resumes(tmp_path):
     paths = _write_images(tmp_path / "unlabeled", formulas)
     (tmp_path / "unlabeled" / "broken.png").write_bytes(b"not an image")
     paths.append(tmp_path / "unlabeled" / "broken.png")
+    Image.new("L", (80, 20), 255).save(tmp_path / "unlabeled" / "blank.png")
+    paths.append(tmp_path / "unlabeled" / "blank.png")
     candidates = [
         ["a ^ { 3 } + b ^ { 2 }", "a^2+b^2"],  # the right one second, in another spelling
         [r"\sqrt { x + 7 }"],  # only a near miss: rejected
@@ -171,14 +173,15 @@ def test_pseudo_label_writes_a_dataset_and_resumes(tmp_path):
     assert first.counts == {"accepted": 2, "rejected": 1}
     second = pseudo_label(producer, paths, out, verifier, batch_size=2, progress=False)
     assert second.skipped == 3
-    assert second.counts == {"accepted": 1, "rejected": 1, "failed": 1}
+    assert second.counts == {"accepted": 1, "rejected": 1, "failed": 2}
 
     decisions = read_decisions(out)
     assert [decisions[p.name]["status"] for p in paths] == [
-        "accepted", "rejected", "accepted", "rejected", "accepted", "failed"]
+        "accepted", "rejected", "accepted", "rejected", "accepted", "failed", "failed"]
     assert "broken.png" in decisions["broken.png"]["reason"]
+    assert "blank.png: blank image" in decisions["blank.png"]["reason"]
     with (out / DECISIONS_FILE).open() as handle:
-        assert len(list(csv.DictReader(handle, delimiter="\t"))) == 6, "each image decided once"
+        assert len(list(csv.DictReader(handle, delimiter="\t"))) == 7, "each image decided once"
 
     dataset = load(out)
     assert {s.image.name: s.formula for s in dataset.samples} == {

@@ -16,7 +16,13 @@ from img2latex_lib.decoding import LatexProducer
 from img2latex_lib.model import Config, build_model
 from img2latex_lib.render import default_renderer
 from img2latex_lib.tokenizer import Vocab
-from img2latex_lib.training import CheckpointError, Trainer, load_from_checkpoint, save_checkpoint
+from img2latex_lib.training import (
+    CheckpointError,
+    Trainer,
+    global_step,
+    load_from_checkpoint,
+    save_checkpoint,
+)
 from tests.test_model import SMALL
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,6 +53,21 @@ def test_tiny_model_learns_to_reproduce_a_formula(small_dataset, tmp_path):
     assert fields["global_step"] == "50" and fields["epoch"] == "49"
     assert 0 < float(fields["lr"]) < config.lr and float(fields["loss"]) < 1.0
     assert producer.predict(str(image), beam_size=3) == formula
+
+
+def test_max_steps_ends_training_and_the_learning_rate_decay_with_it(small_dataset, tmp_path):
+    _, dataset = small_dataset
+    vocab = Vocab.build(FORMULAS)
+    config = Config(**{**SMALL, "vocab_size": len(vocab), "lr": 1e-2, "warmup_steps": 1,
+                       "max_steps": 4, "num_epochs": 50, "batch_size": 2, "checkpoint_every": 0,
+                       "save_dir": str(tmp_path / "run")})
+    data = BucketedDataset(dataset.images, dataset.formulas, vocab, batch_size=2,
+                           height=config.image_height, width_step=config.width_step)
+    trainer = Trainer(config, vocab, data)
+    trainer.fit(verbose=0)
+    assert global_step(trainer.model) == 4
+    final_lr = float(np.asarray(trainer.model.optimizer.learning_rate))
+    assert final_lr == pytest.approx(config.lr * config.min_lr_ratio, rel=1e-3)
 
 
 def test_load_from_checkpoint_explains_what_is_wrong(tmp_path):
