@@ -9,7 +9,7 @@ on the development test set, and add a row to the rounds table.
 
 Round k labels into WORK/pseudo/round<k> (skipping images accepted in earlier rounds), trains
 into WORK/round<k> (its best/ or last/ checkpoint is the next round's --init) on --data plus
-WORK/pseudo/round1..k, and writes WORK/rounds.tsv. Stopped anywhere, the same command goes on
+WORK/pseudo/round1..k, and writes WORK/rounds.md. Stopped anywhere, the same command goes on
 where it stopped: labelling skips decided images, training resumes from its last checkpoint,
 and finished steps are not redone (times are kept in WORK/round<k>.json, labelling's after
 every 500 images).

@@ -65,11 +65,11 @@ def judged(producer: LatexProducer, samples: list[Sample], beam: int) -> dict:
             "exact": exact, "decode_s": decoded - start, "verify_s": verified - decoded}
 
 
-def wilson_lower(successes: int, n: int, z: float = 1.96) -> float:
-    """Lower end of the 95 % Wilson score interval of a proportion (0 when n is 0)."""
+def wilson_lower(p: float, n: int, z: float = 1.96) -> float:
+    """Lower end of the 95 % Wilson score interval of a proportion ``p`` of ``n`` (0 when n is
+    0)."""
     if n == 0:
         return 0.0
-    p = successes / n
     centre = p + z * z / (2 * n)
     spread = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
     return float((centre - spread) / (1 + z * z / n))
@@ -125,7 +125,7 @@ def main() -> None:
         for label, result in (("calibration", cal), ("dev-test", test)):
             precision, recall, count = precision_recall(result, threshold, margin)
             strict, _, _ = precision_recall(result, threshold, margin, "strict")
-            lower = wilson_lower(round(precision * count) if count else 0, count)
+            lower = wilson_lower(precision, count)
             out.append([name, threshold, margin, label, f"{precision:.3f}", f"{lower:.3f}",
                         f"{strict:.3f}", f"{recall:.3f}", count, len(result["correct"])])
     print(f"\ndev-test ids {FIRST_ID}-{FIRST_ID + n - 1}: best candidate right for "

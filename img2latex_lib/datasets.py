@@ -212,7 +212,7 @@ def build_dataset(
         for ids, errors in zip(chunks, pool.map(render_chunk, chunks), strict=True):
             failures.update(errors)
             atomic_write(out_dir / FAILED_FILE,
-                          "".join(f"{i}\t{e}\n" for i, e in sorted(failures.items())))
+                         "".join(f"{i}\t{e}\n" for i, e in sorted(failures.items())))
             bar.update(len(ids))
 
     written = [i for i in range(len(normalized))
