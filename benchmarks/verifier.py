@@ -36,8 +36,8 @@ from img2latex_lib.selftrain import DEFAULT_MARGIN, DEFAULT_THRESHOLD, Verifier,
 from img2latex_lib.tokenizer import normalize
 
 CALIBRATION = range(6975, 7475)
-THRESHOLDS = (0.6, 0.8, 1.0, 1.2, 1.3, 1.4, 1.6, 1.8, 2.0, 2.5)
-MARGINS = (0.0, 0.2, 0.3, 0.5, 0.8, 1.2)
+THRESHOLDS = (0.4, 0.5, 0.6, 0.7, 0.8, 1.0, 1.3, 1.6, 2.0)
+MARGINS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.8)
 
 
 def judged(producer: LatexProducer, samples: list[Sample], beam: int) -> dict:

@@ -34,9 +34,12 @@ def _add_model_flags(p) -> None:
 
     defaults = Config()
     for name in ("embedding_dim", "decoder_units", "enc_out_dim", "attention_head_size",
-                 "max_len", "num_epochs", "batch_size", "image_height", "checkpoint_every",
+                 "max_len", "num_epochs", "batch_size", "checkpoint_every",
                  "warmup_steps", "attention_heads", "seed"):
         p.add_argument(f"--{name}", type=int, default=getattr(defaults, name))
+    p.add_argument("--image_height", type=int, default=None,
+                   help=f"input height (default {defaults.image_height}, or the --init model's; "
+                   "the CNN is convolutional, so a warm start may change it)")
     for name in ("dropout", "lr", "label_smoothing"):
         p.add_argument(f"--{name}", type=float, default=getattr(defaults, name))
     p.add_argument("--cnn_widths", type=lambda s: tuple(int(x) for x in s.split(",")),
@@ -201,11 +204,15 @@ def cmd_train(args) -> None:
         vocab = Vocab.load(args.vocab or args.init / "vocab.json")
     else:
         vocab = Vocab.build(formulas, args.min_freq)
-    config = Config(**{k: v for k, v in vars(args).items() if k in Config.__dataclass_fields__})
+    config = Config(**{k: v for k, v in vars(args).items()
+                       if k in Config.__dataclass_fields__ and v is not None})
     if args.init:
         start = Config.load(args.init / "config.json")
-        config = replace(config, **{name: getattr(start, name) for name in ARCHITECTURE})
-        print(f"architecture from {args.init / 'config.json'}")
+        inherited = [name for name in ARCHITECTURE
+                     if not (name == "image_height" and args.image_height)]
+        config = replace(config, **{name: getattr(start, name) for name in inherited})
+        print(f"architecture from {args.init / 'config.json'} (image height "
+              f"{config.image_height})")
     train = BucketedDataset(images, formulas, vocab, batch_size=config.batch_size,
                             height=config.image_height, max_width=config.max_width,
                             width_step=config.width_step, max_len=config.max_len,

@@ -10,6 +10,7 @@ from PIL import Image
 
 from img2latex_lib.cli import main
 from img2latex_lib.datasets import build_dataset
+from img2latex_lib.decoding import LatexProducer
 from img2latex_lib.model import Config, build_model
 from img2latex_lib.render import default_renderer
 from img2latex_lib.tokenizer import Vocab
@@ -111,6 +112,23 @@ def test_warm_start_takes_vocab_and_architecture_from_the_initial_checkpoint(che
     assert trained.cnn_widths == start.cnn_widths and trained.decoder_units == start.decoder_units
     assert trained.max_steps == 2
     assert (run / "last" / "vocab.json").read_text() == (checkpoint / "vocab.json").read_text()
+    assert trained.image_height == start.image_height
+
+
+def test_warm_start_may_change_the_input_height(checkpoint, tmp_path):
+    """The CNN is convolutional: the same weights train and predict at a taller input."""
+    build_dataset(["a b c", "d + e"], default_renderer(), tmp_path / "data", progress=False)
+    start = Config.load(checkpoint / "config.json")
+    taller = start.image_height + start.stride * 2
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(tmp_path / "data"), "--init", str(checkpoint),
+                 "--image_height", str(taller), "--max_steps", "1", "--batch_size", "2",
+                 "--checkpoint_every", "0", "--save_dir", str(run)]) == 0
+    trained = Config.load(run / "config.json")
+    assert trained.image_height == taller and trained.cnn_widths == start.cnn_widths
+    producer = LatexProducer(run / "last")
+    image = next((tmp_path / "data" / "images").glob("*.png"))
+    assert producer.config.image_height == taller and isinstance(producer.predict(image), str)
 
 
 @pytest.mark.skipif(not (ROOT / "checkpoints" / "img2latex-base").exists(), reason="no model")

