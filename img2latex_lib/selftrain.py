@@ -359,6 +359,29 @@ def pseudo_label(
     return summary
 
 
+def refilter(source_dir: str | Path, out_dir: str | Path, threshold: float = DEFAULT_THRESHOLD,
+             margin: float = DEFAULT_MARGIN) -> int:
+    """Re-judge an earlier pseudo-labelling run with stricter settings, without decoding or
+    rendering again: ``out_dir`` becomes a data set of the labels accepted in ``source_dir``
+    whose recorded distance is within ``threshold`` and margin at least ``margin`` (with their
+    decisions). Returns how many were kept."""
+    source_dir, out_dir = Path(source_dir), Path(out_dir)
+    if not (source_dir / DECISIONS_FILE).exists():
+        raise FileNotFoundError(f"{source_dir}: no {DECISIONS_FILE} (not a pseudo-label folder)")
+    kept = {name: row for name, row in read_decisions(source_dir).items()
+            if row["status"] == "accepted" and float(row["distance"]) <= threshold
+            and float(row["margin"]) >= margin}
+    (out_dir / IMAGE_DIRS[0]).mkdir(parents=True, exist_ok=True)
+    for name in kept:
+        _link_or_copy(source_dir / IMAGE_DIRS[0] / name, out_dir / IMAGE_DIRS[0] / name)
+    with (out_dir / DECISIONS_FILE).open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, DECISION_FIELDS, delimiter="\t", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(kept.values())
+    _write_dataset(out_dir, kept)
+    return len(kept)
+
+
 def _row(source: Path, verdict: Verdict, round_index: int) -> dict[str, str]:
     return {"image": source.name, "status": verdict.status,
             "distance": f"{verdict.distance:.3f}", "margin": f"{verdict.margin:.3f}",

@@ -20,6 +20,7 @@ from img2latex_lib.selftrain import (
     near_misses,
     pseudo_label,
     read_decisions,
+    refilter,
     render_phases,
 )
 from img2latex_lib.tokenizer import normalize
@@ -198,3 +199,26 @@ def test_pseudo_label_writes_a_dataset_and_resumes(tmp_path):
     for sample in dataset.samples:
         source = tmp_path / "unlabeled" / sample.image.name
         assert sample.image.read_bytes() == source.read_bytes()
+
+
+def test_refilter_keeps_the_labels_that_pass_stricter_settings(tmp_path):
+    source = tmp_path / "round1"
+    (source / "images").mkdir(parents=True)
+    rows = [("0.png", "accepted", "0.3", "inf", "a + b"),
+            ("1.png", "accepted", "1.1", "2.0", "c + d"),  # too far for 0.6
+            ("2.png", "accepted", "0.5", "0.05", "e + f"),  # too close a rival
+            ("3.png", "rejected", "0.2", "0.0", "g + h"),
+            ("4.png", "accepted", "0.6", "0.1", "x ^ { 2 }")]
+    with (source / DECISIONS_FILE).open("w") as handle:
+        handle.write("image\tstatus\tdistance\tmargin\tround\tformula\treason\n")
+        for name, status, distance, margin, formula in rows:
+            handle.write(f"{name}\t{status}\t{distance}\t{margin}\t1\t{formula}\t\n")
+            Image.new("L", (30, 10), 255 if status == "rejected" else 0).save(
+                source / "images" / name)
+    out = tmp_path / "strict"
+    assert refilter(source, out, threshold=0.6, margin=0.1) == 2
+    assert {s.image.name: s.formula for s in load(out).samples} == {
+        "0.png": "a + b", "4.png": "x ^ { 2 }"}
+    assert set(read_decisions(out)) == {"0.png", "4.png"}
+    with pytest.raises(FileNotFoundError, match="not a pseudo-label folder"):
+        refilter(tmp_path, tmp_path / "nothing")
