@@ -158,3 +158,24 @@ def test_pseudo_label_with_the_shipped_model(tmp_path, capsys):
     args[3] = str(tmp_path / "r2")
     assert main([*args[:-4], "--exclude", str(tmp_path / "r1")]) == 0
     assert set(read_decisions(tmp_path / "r2")) == {"0.png", "1.png", "2.png", "3.png"} - accepted
+
+
+def test_predict_process_skips_jax_only_under_tensorflow(checkpoint, images):
+    """The predict process keeps TensorFlow from importing JAX (a second of its cold start),
+    and still works; under the JAX backend it leaves JAX alone."""
+    probe = ("import sys; from img2latex_lib import cli; sys.argv = ['img2latex', 'predict', "
+             f"{str(images[0])!r}, '--checkpoint', {str(checkpoint)!r}]; code = cli.main(); "
+             "print('jax hidden' if sys.modules.get('jax', 0) is None else 'jax free'); "
+             "sys.exit(code)")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop("KERAS_BACKEND", None)
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            cwd=ROOT, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "jax hidden"
+    assert len(result.stdout.splitlines()) == 2, "the LaTeX line, then the probe's"
+    pytest.importorskip("jax")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            cwd=ROOT, env={**env, "KERAS_BACKEND": "jax"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "jax free"
