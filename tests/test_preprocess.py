@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageDraw, ImageOps
 
@@ -227,10 +227,8 @@ def test_prepare_image_does_not_stretch() -> None:
     assert (arr[:, round(104 * scale) :] == 1.0).all()
 
 
-# derandomize: a random draw can hit a 1-px-wide stroke shrunk below one pixel (ink_width=1,
-# ink_height=50, height=48), whose Lanczos-resized darkest value is 0.52, not < 0.5 — a known
-# preprocessing gap (thin strokes lose contrast when downscaled), to be fixed in preprocessing.
-@settings(max_examples=25, deadline=None, derandomize=True)
+@settings(max_examples=25, deadline=None)
+@example(ink_width=1, ink_height=50, width_step=32, height=48)  # a 1-px stroke, shrunk a little
 @given(
     ink_width=st.integers(1, 600), ink_height=st.integers(1, 120),
     width_step=st.sampled_from([8, 16, 32]), height=st.sampled_from([32, 48, 64]),
