@@ -15,6 +15,7 @@ candidate must match clearly better than any candidate that renders differently.
 from __future__ import annotations
 
 import csv
+import io
 import os
 import shutil
 import time
@@ -31,11 +32,11 @@ from .metrics import bitmaps_match, max_filter
 from .render import LatexRenderer, Renderer, shrink
 from .tokenizer import _atom_end, normalize
 
-# Calibrated with the shipped model's beam-5 candidates (benchmarks/verifier.py): the setting that
+# Calibrated with the third release's beam-5 candidates (benchmarks/verifier.py): the setting that
 # accepts the most calibration images (val ids 6975-7474, never trained on) at precision >= 0.98
 # was 0.6 / 0.1: 0.984 (63 of 64), recall 0.128; on the dev-test (ids 7475-8474) it gave 0.987
 # (149 of 151), recall 0.151. The earlier 1.3 / 0.3 let one-glyph misses through in scripts and
-# accents (c/e, 2/3, \delta/\theta, \tilde/\hat): 0.946 and 0.960 with this model.
+# accents (c/e, 2/3, \delta/\theta, \tilde/\hat): 0.946 and 0.960 with that model.
 DEFAULT_THRESHOLD = 0.6
 DEFAULT_MARGIN = 0.1
 UPSAMPLE = 2
@@ -374,10 +375,11 @@ def refilter(source_dir: str | Path, out_dir: str | Path, threshold: float = DEF
     (out_dir / IMAGE_DIRS[0]).mkdir(parents=True, exist_ok=True)
     for name in kept:
         _link_or_copy(source_dir / IMAGE_DIRS[0] / name, out_dir / IMAGE_DIRS[0] / name)
-    with (out_dir / DECISIONS_FILE).open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, DECISION_FIELDS, delimiter="\t", lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(kept.values())
+    table = io.StringIO()
+    writer = csv.DictWriter(table, DECISION_FIELDS, delimiter="\t", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(kept.values())
+    atomic_write(out_dir / DECISIONS_FILE, table.getvalue())
     _write_dataset(out_dir, kept)
     return len(kept)
 
