@@ -252,6 +252,11 @@ def read_decisions(out_dir: str | Path) -> dict[str, dict[str, str]]:
         return {row["image"]: row for row in csv.DictReader(handle, delimiter="\t")}
 
 
+def _decisions_writer(handle) -> csv.DictWriter:
+    """A writer of ``decisions.tsv`` rows (tab-separated, one line per image)."""
+    return csv.DictWriter(handle, DECISION_FIELDS, delimiter="\t", lineterminator="\n")
+
+
 def accepted_names(folders: Sequence[str | Path]) -> set[str]:
     """Names of the images accepted in these pseudo-label folders (earlier rounds)."""
     return {name for folder in folders for name, row in read_decisions(folder).items()
@@ -325,7 +330,7 @@ def pseudo_label(
     with path.open("a", newline="", encoding="utf-8") as handle, tqdm(
             total=len(todo), desc=f"round {round_index}", unit="image",
             disable=not progress) as bar:
-        writer = csv.DictWriter(handle, DECISION_FIELDS, delimiter="\t", lineterminator="\n")
+        writer = _decisions_writer(handle)
         if new_file:
             writer.writeheader()
         for begin in range(0, len(todo), batch_size):
@@ -376,7 +381,7 @@ def refilter(source_dir: str | Path, out_dir: str | Path, threshold: float = DEF
     for name in kept:
         _link_or_copy(source_dir / IMAGE_DIRS[0] / name, out_dir / IMAGE_DIRS[0] / name)
     table = io.StringIO()
-    writer = csv.DictWriter(table, DECISION_FIELDS, delimiter="\t", lineterminator="\n")
+    writer = _decisions_writer(table)
     writer.writeheader()
     writer.writerows(kept.values())
     atomic_write(out_dir / DECISIONS_FILE, table.getvalue())
