@@ -24,7 +24,7 @@ from PIL import Image
 
 from img2latex_lib.decoding import LatexProducer
 from img2latex_lib.metrics import bleu4, exact_match
-from img2latex_lib.render import LatexRenderer
+from img2latex_lib.render import IM2LATEX_DPI, LatexRenderer
 from img2latex_lib.tokenizer import normalize
 
 SCALES = (0.5, 1.0, 2.0, 3.0)
@@ -41,7 +41,7 @@ def jpeg(image: Image.Image, quality: int = JPEG_QUALITY) -> Image.Image:
 
 def render(formulas: list[str], scale: float, raster: str = "coverage") -> list[Image.Image | None]:
     """Each formula rendered in the im2latex style at ``scale`` times the real images' size."""
-    renderer = LatexRenderer(dpi=round(200 * scale), raster=raster)
+    renderer = LatexRenderer(dpi=round(IM2LATEX_DPI * scale), raster=raster)
     return [result.image for result in renderer.render_batch(formulas)]
 
 
@@ -60,7 +60,8 @@ def main() -> None:
     conditions: dict[str, list] = {"real im2latex-100k image": [Image.open(s.image)
                                                                 for s in samples]}
     for scale in SCALES:
-        conditions[f"re-rendered {scale:g}x ({round(200 * scale)} dpi)"] = render(formulas, scale)
+        dpi = round(IM2LATEX_DPI * scale)
+        conditions[f"re-rendered {scale:g}x ({dpi} dpi)"] = render(formulas, scale)
     shots = render(formulas, SCREENSHOT_SCALE, raster="antialias")
     conditions[f"screenshot: antialiased {SCREENSHOT_SCALE:g}x, JPEG q{JPEG_QUALITY}"] = [
         None if image is None else jpeg(image) for image in shots]

@@ -19,9 +19,15 @@ def _add_prepare(sub) -> None:
     source.add_argument("--im2latex", type=Path, metavar="DIR",
                         help="an im2latex-100k folder: re-render its formulas")
     p.add_argument("--split", default="matching.txt", help="split file of --im2latex")
+    p.add_argument("--ids", default=None, metavar="FIRST-LAST",
+                   help="only these formula ids of --im2latex (e.g. 0-6974, to keep the "
+                        "development test set out)")
     p.add_argument("--renderer", choices=["latex", "mathtext"], default=None,
                    help="default: latex when pdflatex is installed, else mathtext")
     p.add_argument("--template", choices=["im2latex", "amsmath"], default="im2latex")
+    p.add_argument("--scale", type=float, default=1.0,
+                   help="render at this many times the im2latex size (e.g. 2 or 3: sharp, "
+                        "large images like screenshots of a zoomed page)")
     p.add_argument("--limit", type=int, default=None, help="use only the first N formulas")
     p.add_argument("--sample", type=int, default=None,
                    help="use N formulas drawn at random (with --seed)")
@@ -127,14 +133,27 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _renderer(name: str | None, template: str = "im2latex"):
-    from .render import LatexRenderer, MathtextRenderer, default_renderer
+def _renderer(name: str | None, template: str = "im2latex", scale: float = 1.0):
+    from .render import IM2LATEX_DPI, LatexRenderer, MathtextRenderer, default_renderer
 
+    if scale <= 0:
+        raise ValueError(f"--scale must be positive, not {scale:g}")
+    dpi = round(IM2LATEX_DPI * scale)
     if name == "latex":
-        return LatexRenderer(template=template)
+        return LatexRenderer(template=template, dpi=dpi)
     if name == "mathtext":
-        return MathtextRenderer()
-    return default_renderer()
+        return MathtextRenderer(dpi=dpi)
+    return default_renderer(dpi)
+
+
+def _id_range(spec: str | None) -> range | None:
+    """``FIRST-LAST`` (both included) as a range; None stays None."""
+    if spec is None:
+        return None
+    first, dash, last = spec.partition("-")
+    if not (dash and first.isdigit() and last.isdigit() and int(first) <= int(last)):
+        raise ValueError(f"--ids {spec}: expected FIRST-LAST, e.g. 0-6974")
+    return range(int(first), int(last) + 1)
 
 
 def cmd_prepare(args) -> None:
@@ -148,7 +167,7 @@ def cmd_prepare(args) -> None:
 
         formulas = generate_formulas(args.synthetic, seed=args.seed)
     else:
-        formulas = load(args.im2latex, split=args.split).formulas
+        formulas = load(args.im2latex, split=args.split, ids=_id_range(args.ids)).formulas
     if args.sample:
         import random
 
@@ -165,7 +184,7 @@ def cmd_prepare(args) -> None:
             skipped += 1
     if skipped:
         print(f"skipped {skipped} empty, corrupt or too long formulas")
-    renderer = _renderer(args.renderer, args.template)
+    renderer = _renderer(args.renderer, args.template, args.scale)
     dataset = build_dataset(usable, renderer, args.out, workers=args.workers)
     print(dataset.report())
 

@@ -53,6 +53,8 @@ __all__ = [
 ]
 
 TEMPLATES = ("im2latex", "amsmath")
+#: Rasterising resolution that, downsampled by 2, gives the im2latex-100k images their size.
+IM2LATEX_DPI = 200
 RASTERS = ("coverage", "antialias", "mono")
 _PREAMBLE = {
     "im2latex": "\\documentclass{article}\n\\pagestyle{empty}\n",
@@ -349,7 +351,7 @@ class LatexRenderer(Renderer):
     def __init__(
         self,
         template: str = "im2latex",
-        dpi: int = 200,
+        dpi: int = IM2LATEX_DPI,
         downsample: int = 2,
         raster: str = "coverage",
         strict: bool | None = None,
@@ -558,7 +560,7 @@ class MathtextRenderer(Renderer):
         self,
         fonts: Sequence[str] = ("cm",),
         seed: int = 0,
-        dpi: int = 200,
+        dpi: int = IM2LATEX_DPI,
         downsample: int = 2,
         fontsize: float = 10.0,
         workers: int = 2,
@@ -634,9 +636,12 @@ class MathtextRenderer(Renderer):
         return RenderResult(formula, image, None)
 
 
-def default_renderer() -> Renderer:
-    """A `LatexRenderer` (im2latex template) when pdflatex and gs exist, else `MathtextRenderer`."""
-    return LatexRenderer() if latex_available() else MathtextRenderer()
+def default_renderer(dpi: int = IM2LATEX_DPI) -> Renderer:
+    """A `LatexRenderer` (im2latex template) when pdflatex and gs exist, else `MathtextRenderer`;
+    ``dpi`` above `IM2LATEX_DPI` renders larger than the im2latex images."""
+    if latex_available():
+        return LatexRenderer(dpi=dpi)
+    return MathtextRenderer(dpi=dpi)
 
 
 def prediction_figure(image, latex: str, renderer: Renderer | None = None):

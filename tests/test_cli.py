@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from img2latex_lib.cli import main
-from img2latex_lib.datasets import build_dataset
+from img2latex_lib.datasets import build_dataset, load
 from img2latex_lib.decoding import LatexProducer
 from img2latex_lib.model import Config, build_model
 from img2latex_lib.render import default_renderer
@@ -97,6 +97,24 @@ def test_prepare_synthetic_and_render(tmp_path, capsys):
     assert len(list((tmp_path / "synth" / "images").glob("*.png"))) >= 5
     assert main(["render", r"\frac{a}{b}", "-o", str(tmp_path / "f.png")]) == 0
     assert Image.open(tmp_path / "f.png").size[1] > 10
+
+
+def test_prepare_rerenders_chosen_ids_of_an_im2latex_folder_at_a_larger_scale(tmp_path, capsys):
+    formulas = ["a + b", "x ^ { 2 }", "\\frac { 1 } { y }", "c d"]
+    source = build_dataset(formulas, default_renderer(), tmp_path / "src", progress=False)
+    out = tmp_path / "big"
+    assert main(["prepare", str(out), "--im2latex", str(tmp_path / "src"), "--ids", "1-2",
+                 "--scale", "2"]) == 0
+    big = load(out)
+    assert sorted(big.formulas) == sorted(formulas[1:3])
+    small = {s.formula: Image.open(s.image).size for s in source.samples}
+    for sample in big.samples:  # twice the size, give or take a pixel of a small render
+        ratio = max(Image.open(sample.image).size) / max(small[sample.formula])
+        assert 1.5 < ratio < 2.5, (sample.formula, ratio)
+    capsys.readouterr()
+    assert main(["prepare", str(tmp_path / "bad"), "--im2latex", str(tmp_path / "src"),
+                 "--ids", "2-1"]) != 0
+    assert "--ids 2-1: expected FIRST-LAST" in capsys.readouterr().err
 
 
 def test_warm_start_takes_vocab_and_architecture_from_the_initial_checkpoint(checkpoint, tmp_path,
