@@ -20,6 +20,7 @@ import keras
 import numpy as np
 
 from img2latex_lib.preprocess import (
+    INPUT_HEIGHT,
     Augmenter,
     ImageError,
     bucket_width,
@@ -109,7 +110,7 @@ class BucketedDataset(keras.utils.PyDataset):
         formulas: Sequence[str],
         vocab: Vocab,
         batch_size: int = 32,
-        height: int = 32,
+        height: int = INPUT_HEIGHT,
         max_width: int = 800,
         width_step: int = 32,
         max_len: int = 150,

@@ -11,6 +11,8 @@ from pathlib import Path
 import keras
 from keras import layers, ops
 
+from .preprocess import INPUT_HEIGHT
+
 
 @dataclass
 class Config:
@@ -18,7 +20,7 @@ class Config:
 
     vocab_size: int = 0
     # image input
-    image_height: int = 32
+    image_height: int = INPUT_HEIGHT
     max_width: int = 800
     width_step: int = 32
     # encoder

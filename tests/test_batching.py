@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from img2latex_lib.batching import BucketedDataset, batch_images, padding_fraction, random_batches
-from img2latex_lib.preprocess import Augmenter, ImageError, bucket_width
+from img2latex_lib.preprocess import INPUT_HEIGHT, Augmenter, ImageError, bucket_width
 from img2latex_lib.tokenizer import EOS_ID, PAD_ID, SOS_ID, Vocab, tokenize
 
 SYMBOLS = ["x", "y", "+", "=", r"\alpha", "^", "{", "}", "2"]
@@ -42,7 +42,7 @@ def test_batch_shapes_and_shifted_targets(data) -> None:
         (x, decoder_inputs), targets = ds[index]
         batch = ds.batches[index]
         assert x.dtype == np.float32 and x.ndim == 4 and x.shape[0] == len(batch)
-        assert x.shape[1:] == (32, x.shape[2], 1) and x.shape[2] % 32 == 0
+        assert x.shape[1:] == (INPUT_HEIGHT, x.shape[2], 1) and x.shape[2] % 32 == 0
         assert decoder_inputs.dtype == np.int32 and targets.dtype == np.int32
         assert decoder_inputs.shape == targets.shape == (len(batch), ds.lengths[batch].max())
         for row, i in enumerate(batch):
@@ -146,7 +146,7 @@ def test_fits_a_keras_model_with_varying_shapes(data) -> None:
     images, formulas, vocab = data
     ds = BucketedDataset(images[:48], formulas[:48], vocab, batch_size=16, workers=2)
     assert ds.workers == 2
-    image_in = keras.Input((32, None, 1))
+    image_in = keras.Input((INPUT_HEIGHT, None, 1))
     tokens_in = keras.Input((None,), dtype="int32")
     pooled = keras.layers.GlobalAveragePooling2D()(image_in)
     embedded = keras.layers.Embedding(len(vocab), 8)(tokens_in)

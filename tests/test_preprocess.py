@@ -15,6 +15,7 @@ from PIL import Image, ImageDraw, ImageOps
 
 from img2latex_lib.preprocess import (
     INK_THRESHOLD,
+    INPUT_HEIGHT,
     Augmenter,
     ImageError,
     bucket_width,
@@ -281,7 +282,7 @@ def test_augmenter_keeps_the_ink(seed: int) -> None:
     assert aspect == pytest.approx(reference.width / reference.height, rel=0.25)
     assert (np.asarray(cropped) < 100).mean() > 0.02  # strokes are still there
     arr = prepare_image(REFERENCE, augmenter=ALWAYS, rng=rng)
-    assert arr.shape[0] == 32 and arr.shape[1] % 32 == 0
+    assert arr.shape[0] == INPUT_HEIGHT and arr.shape[1] % 32 == 0
 
 
 def test_augmenter_steps_each_change_the_image() -> None:
@@ -301,9 +302,9 @@ def test_real_val_images_keep_their_ink_and_aspect(val_dir: Path) -> None:
         rows = np.flatnonzero((original < INK_THRESHOLD).any(axis=1))
         cols = np.flatnonzero((original < INK_THRESHOLD).any(axis=0))
         arr = prepare_image(path)
-        assert arr.shape[0] == 32 and arr.shape[1] % 32 == 0
+        assert arr.shape[0] == INPUT_HEIGHT and arr.shape[1] % 32 == 0
         ink = arr[..., 0] < INK_THRESHOLD / 255
         expected = (cols[-1] - cols[0] + 5) / (rows[-1] - rows[0] + 5)  # with the margins
         width = content_width(path)
-        assert width == pytest.approx(min(800, 32 * expected), rel=0.05, abs=1), path.name
+        assert width == pytest.approx(min(800, INPUT_HEIGHT * expected), rel=0.05, abs=1), path.name
         assert ink.any(axis=0).nonzero()[0][-1] < width
