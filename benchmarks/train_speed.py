@@ -1,6 +1,10 @@
 """Training throughput (samples/s) of the default model with keras ``fit`` on val-like images.
 
-    python benchmarks/train_speed.py [--steps 30] [--batch_size 32] [--quick]
+    python benchmarks/train_speed.py [--steps 30] [--batch_size 32] [--image_height H]
+        [--cnn_widths 16 32 64 128 --cnn_pools 2 2 2 1] [--decoder_units U] [--quick]
+
+Without the size flags it times the default ``Config``; with them, a variant (what a smaller
+model would gain).
 """
 
 from __future__ import annotations
@@ -48,12 +52,17 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--image_height", type=int, default=None, help="default: Config's")
+    parser.add_argument("--cnn_widths", type=int, nargs="+", default=None)
+    parser.add_argument("--cnn_pools", type=int, nargs="+", default=None)
+    parser.add_argument("--decoder_units", type=int, default=None)
     parser.add_argument("--quick", action="store_true", help="3 steps, a smoke test")
     args = parser.parse_args()
     steps = 3 if args.quick else args.steps
     images, formulas, source = sample_data((steps + 6) * args.batch_size)
-    config = Config(batch_size=args.batch_size)
-    config.image_height = args.image_height or config.image_height
+    sizes = {name: tuple(value) if isinstance(value, list) else value
+             for name in ("image_height", "cnn_widths", "cnn_pools", "decoder_units")
+             if (value := getattr(args, name)) is not None}
+    config = Config(batch_size=args.batch_size, **sizes)
     speed = samples_per_second(config, images, formulas, steps)
     print(f"{machine()}\ndata: {source}\n")
     print(table(["model", "image height", "batch", "steps", "samples/s"],
