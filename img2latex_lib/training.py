@@ -195,7 +195,8 @@ class CheckpointCallback(keras.callbacks.Callback):
 
 class StepLog(keras.callbacks.Callback):
     """Appends ``global_step, epoch, loss, masked_accuracy, lr, seconds`` to a CSV file every
-    ``every`` steps: the learning curve inside epochs (``log.csv`` has one row per epoch)."""
+    ``every`` steps: the learning curve inside epochs (``log.csv`` has one row per epoch). The
+    file, with its header, exists from the start of training, however short."""
 
     FIELDS = ("global_step", "epoch", "loss", "masked_accuracy", "lr", "seconds")
 
@@ -203,6 +204,10 @@ class StepLog(keras.callbacks.Callback):
         super().__init__()
         self.path, self.every = Path(path), every
         self.epoch, self.start = 0, time.time()
+
+    def on_train_begin(self, logs=None):
+        if not self.path.exists():
+            self.path.write_text(",".join(self.FIELDS) + "\n")
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
@@ -219,10 +224,7 @@ class StepLog(keras.callbacks.Callback):
         values = (step, self.epoch, logs.get("loss", float("nan")),
                   logs.get("masked_accuracy", float("nan")),
                   float(keras.ops.convert_to_numpy(lr)), round(time.time() - self.start, 1))
-        new = not self.path.exists()
         with self.path.open("a") as handle:
-            if new:
-                handle.write(",".join(self.FIELDS) + "\n")
             handle.write(",".join(str(v) for v in values) + "\n")
 
 

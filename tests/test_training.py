@@ -18,6 +18,7 @@ from img2latex_lib.render import default_renderer
 from img2latex_lib.tokenizer import Vocab
 from img2latex_lib.training import (
     CheckpointError,
+    StepLog,
     Trainer,
     global_step,
     load_from_checkpoint,
@@ -66,6 +67,7 @@ def test_max_steps_ends_training_and_the_learning_rate_decay_with_it(small_datas
     trainer = Trainer(config, vocab, data)
     trainer.fit(verbose=0)
     assert global_step(trainer.model) == 4
+    assert (tmp_path / "run" / "steps.csv").read_text() == ",".join(StepLog.FIELDS) + "\n"
     final_lr = float(np.asarray(trainer.model.optimizer.learning_rate))
     assert final_lr == pytest.approx(config.lr * config.min_lr_ratio, rel=1e-3)
 
