@@ -76,13 +76,16 @@ def main() -> None:
     parser.add_argument("--name", default=None, help="file/table name (default: checkpoint's)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--quick", action="store_true", help="20 images only")
+    parser.add_argument("--unbalanced", action="store_true",
+                        help="decode without the balance constraint (braces, \\left/\\right, "
+                        "environments)")
     args = parser.parse_args()
 
     samples = dev_test(20 if args.quick else args.n)
     peers = {path: read_predictions(path) for path in args.peer}
     checkpoint = checkpoint_or_exit(args.checkpoint)
     name = args.name or checkpoint.name
-    producer = LatexProducer(checkpoint)
+    producer = LatexProducer(checkpoint, balanced=not args.unbalanced)
     systems: dict[str, tuple[list[Sample], list[str]]] = {}
     seconds: dict[str, float] = {}
     for beam in args.beams:

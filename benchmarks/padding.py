@@ -86,7 +86,8 @@ def main() -> None:
         rows["bucketed"].append(ds.padding_stats())
         ds.on_epoch_end()
         batches = random_batches(len(ds.widths), args.batch_size, rng)
-        rows["random"].append(padding_fraction(batches, ds.widths, ds.lengths, ds.width_step))
+        rows["random"].append(padding_fraction(batches, ds.widths, ds.lengths, ds.width_step,
+                                               ds.length_step))
     print(f"\npadding share, mean of {epochs} epochs   pixels   tokens")
     for name, stats in rows.items():
         pixels = np.mean([s["pixels"] for s in stats])

@@ -51,19 +51,21 @@ def batch_images(arrays: Sequence[np.ndarray]) -> np.ndarray:
 
 
 def padding_fraction(
-    batches: Sequence[np.ndarray], widths: np.ndarray, lengths: np.ndarray, width_step: int
+    batches: Sequence[np.ndarray], widths: np.ndarray, lengths: np.ndarray, width_step: int,
+    length_step: int = 1,
 ) -> dict[str, float]:
     """Share of padding in ``batches`` (arrays of sample indices).
 
     ``pixels``: image columns beyond each image's content width (rounding up to a bucket and
     padding to the batch's widest image; all images have the same height). ``tokens``: pad
-    tokens among the decoder inputs. ``widths`` and ``lengths`` are per sample.
+    tokens among the decoder inputs (padded to the batch's longest, rounded up to a multiple of
+    ``length_step``). ``widths`` and ``lengths`` are per sample.
     """
     padded_px = used_px = padded_tokens = used_tokens = 0
     for batch in batches:
         padded_px += len(batch) * bucket_width(int(widths[batch].max()), width_step)
         used_px += int(widths[batch].sum())
-        padded_tokens += len(batch) * int(lengths[batch].max())
+        padded_tokens += len(batch) * bucket_width(int(lengths[batch].max()), length_step)
         used_tokens += int(lengths[batch].sum())
     return {"pixels": 1 - used_px / padded_px, "tokens": 1 - used_tokens / padded_tokens}
 
@@ -98,10 +100,12 @@ class BucketedDataset(keras.utils.PyDataset):
     (:meth:`on_epoch_end`) draws a new order, deterministic for ``seed``; augmentation uses one
     generator per (seed, epoch, sample), so batches do not depend on worker scheduling.
     ``decoder_inputs`` are the ids ``<sos> ...`` and ``targets`` the ids ``... <eos>``, padded with
-    ``PAD_ID`` (0) to the batch's longest formula; images are padded with white to the batch's
-    widest. Unusable images (blank, corrupt, ...) are skipped with a warning and listed in
-    ``skipped`` as ``(index, message)``, or raise if ``skip_bad_images`` is False. ``**kwargs``
-    (``workers``, ``use_multiprocessing``, ``max_queue_size``) go to ``PyDataset``.
+    ``PAD_ID`` (0) to the batch's longest formula rounded up to a multiple of ``length_step``;
+    images are padded with white to the batch's widest, a multiple of ``width_step`` (large
+    steps leave a compiling backend such as JAX few shapes). Unusable images (blank, corrupt,
+    ...) are skipped with a warning and listed in ``skipped`` as ``(index, message)``, or raise
+    if ``skip_bad_images`` is False. ``**kwargs`` (``workers``, ``use_multiprocessing``,
+    ``max_queue_size``) go to ``PyDataset``.
     """
 
     def __init__(
@@ -187,7 +191,7 @@ class BucketedDataset(keras.utils.PyDataset):
                 rng = np.random.default_rng([self.seed, self.epoch, int(i)])
             arrays.append(prepare_image(self.images[i], self.height, self.max_width,
                                         self.width_step, self.augmenter, rng))
-        length = int(self.lengths[batch].max())
+        length = bucket_width(int(self.lengths[batch].max()), self.length_step)
         decoder_inputs = np.full((len(batch), length), PAD_ID, dtype=np.int32)
         targets = np.full((len(batch), length), PAD_ID, dtype=np.int32)
         for row, i in enumerate(batch):
@@ -209,4 +213,5 @@ class BucketedDataset(keras.utils.PyDataset):
     def padding_stats(self) -> dict[str, float]:
         """Share of pad pixels and pad tokens in this epoch's batches (see
         :func:`padding_fraction`)."""
-        return padding_fraction(self.batches, self.widths, self.lengths, self.width_step)
+        return padding_fraction(self.batches, self.widths, self.lengths, self.width_step,
+                                self.length_step)

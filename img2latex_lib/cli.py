@@ -47,7 +47,7 @@ def _add_model_flags(p) -> None:
     p.add_argument("--image_height", type=int, default=None,
                    help=f"input height (default {defaults.image_height}, or the --init model's; "
                    "the CNN is convolutional, so a warm start may change it)")
-    for name in ("dropout", "lr", "label_smoothing"):
+    for name in ("dropout", "lr", "label_smoothing", "max_minutes"):
         p.add_argument(f"--{name}", type=float, default=getattr(defaults, name))
     p.add_argument("--cnn_widths", type=lambda s: tuple(int(x) for x in s.split(",")),
                    default=defaults.cnn_widths, help="comma-separated, e.g. 16,32,64,64,128")
@@ -60,7 +60,8 @@ def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train a model (flags as in the seed)")
     p.add_argument("--data", nargs="+", required=True,
                    help="data set folder(s), each optionally with formula ids and a repeat "
-                   "count: DIR, DIR:0-6974, DIR:0-6974x3")
+                   "count: DIR, DIR:0-6974, DIR:0-6974x3; or packs (img2latex pack): "
+                   "FILE.pack, FILE.packx3")
     p.add_argument("--val", default=None, help="validation data set folder (DIR or DIR:A-B)")
     p.add_argument("--val_limit", type=int, default=100, help="validation images decoded")
     p.add_argument("--vocab", type=Path, default=None, help="vocab.json (default: build one)")
@@ -72,7 +73,24 @@ def _add_train(sub) -> None:
                    help="stop after this many steps; the learning rate decays over them")
     p.add_argument("--distribute", action="store_true",
                    help="data-parallel over all local devices")
+    p.add_argument("--bucket_width", type=int, default=None,
+                   help="pad batch images to a multiple of this (default: --width_step); "
+                   "larger means fewer shapes to compile under JAX")
+    p.add_argument("--length_step", type=int, default=8,
+                   help="pad batch formulas to a multiple of this many tokens")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes preparing batches (more than 1: in parallel with training)")
     _add_model_flags(p)
+
+
+def _add_pack(sub) -> None:
+    p = sub.add_parser("pack", help="shrink data sets into one small training file")
+    p.add_argument("out", type=Path, help="output file, FILE.pack")
+    p.add_argument("--data", nargs="+", required=True, help="data sets as for train --data "
+                   "(a repeat count stores the samples that many times: better given to train)")
+    p.add_argument("--max_height", type=int, default=96, help="scale taller images down")
+    p.add_argument("--levels", type=int, default=16, help="grey levels kept")
+    p.add_argument("--workers", type=int, default=2)
 
 
 def _add_predict(sub) -> None:
@@ -108,6 +126,12 @@ def _add_render(sub) -> None:
     p.add_argument("--template", choices=["im2latex", "amsmath"], default="im2latex")
 
 
+def _add_export(sub) -> None:
+    p = sub.add_parser("export", help="copy a checkpoint without its optimizer state")
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("out", type=Path, help="new checkpoint folder")
+
+
 def _add_pseudo_label(sub) -> None:
     p = sub.add_parser("pseudo-label", help="label unlabeled images with the model and keep "
                        "the labels whose render reproduces the image")
@@ -127,8 +151,8 @@ def _add_pseudo_label(sub) -> None:
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="img2latex", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_prepare, _add_train, _add_predict, _add_evaluate, _add_render,
-                _add_pseudo_label):
+    for add in (_add_prepare, _add_pack, _add_train, _add_predict, _add_evaluate, _add_render,
+                _add_export, _add_pseudo_label):
         add(sub)
     return parser
 
@@ -189,24 +213,34 @@ def cmd_prepare(args) -> None:
     print(dataset.report())
 
 
-def _datasets(specs: list[str]) -> tuple[list[Path], list[str]]:
-    """Images and normalized formulas of data sets given as ``DIR[:FIRST-LAST][xREPEAT]``."""
+def _datasets(specs: list[str]) -> tuple[list, list[str]]:
+    """Images and normalized formulas of data sets given as ``DIR[:FIRST-LAST][xREPEAT]`` or
+    ``FILE.pack[xREPEAT]``."""
     import re
 
     from .datasets import formula_problem, load
+    from .packing import PACK_SUFFIX, read_pack
     from .tokenizer import normalize
 
     images, formulas = [], []
     for spec in specs:
         match = re.fullmatch(r"(.+?)(?::(\d+)-(\d+))?(?:x(\d+))?", spec)
         folder, first, last, repeat = match.groups()
-        ids = range(int(first), int(last) + 1) if first else None
-        dataset = load(folder, ids=ids)
-        pairs = [(s.image, normalize(s.formula)) for s in dataset.samples]
+        if folder.endswith(PACK_SUFFIX):
+            if first:
+                raise ValueError(f"{spec}: a pack takes no formula ids")
+            pack_images, pack_formulas = read_pack(folder)
+            pairs = list(zip(pack_images, map(normalize, pack_formulas), strict=True))
+            report = f"{folder}: {len(pairs)} samples"
+        else:
+            ids = range(int(first), int(last) + 1) if first else None
+            dataset = load(folder, ids=ids)
+            pairs = [(s.image, normalize(s.formula)) for s in dataset.samples]
+            report = dataset.report()
         kept = [(image, formula) for image, formula in pairs if formula_problem(formula) is None]
         dropped = len(pairs) - len(kept)
         note = f", {dropped} too long once normalized" if dropped else ""
-        print(dataset.report() + note + (f", used {repeat} times" if repeat else ""))
+        print(report + note + (f", used {repeat} times" if repeat else ""))
         images += [image for image, _ in kept] * int(repeat or 1)
         formulas += [formula for _, formula in kept] * int(repeat or 1)
     return images, formulas
@@ -235,8 +269,10 @@ def cmd_train(args) -> None:
               f"{config.image_height})")
     train = BucketedDataset(images, formulas, vocab, batch_size=config.batch_size,
                             height=config.image_height, max_width=config.max_width,
-                            width_step=config.width_step, max_len=config.max_len,
-                            augmenter=Augmenter() if args.augment else None, seed=config.seed)
+                            width_step=args.bucket_width or config.width_step,
+                            length_step=args.length_step, max_len=config.max_len,
+                            augmenter=Augmenter() if args.augment else None, seed=config.seed,
+                            workers=args.workers, use_multiprocessing=args.workers > 1)
     val_images, val_formulas = _datasets([args.val]) if args.val else ([], [])
     init = args.init / "model.weights.h5" if args.init else None
     trainer = Trainer(config, vocab, train, val_images[: args.val_limit],
@@ -244,6 +280,17 @@ def cmd_train(args) -> None:
                       init_weights=init)
     trainer.fit(resume=args.resume)
     print(f"checkpoints in {config.save_dir}/last and {config.save_dir}/best")
+
+
+def cmd_pack(args) -> None:
+    from .packing import PACK_SUFFIX, write_pack
+
+    if args.out.suffix != PACK_SUFFIX:
+        raise ValueError(f"{args.out}: a pack's name must end in {PACK_SUFFIX}")
+    images, formulas = _datasets(args.data)
+    counts = write_pack(args.out, images, formulas, args.max_height, args.levels, args.workers)
+    print(f"{args.out}: {counts['packed']} images, {counts['bytes'] / 1e6:.1f} MB"
+          + (f", {counts['skipped']} unusable images left out" if counts["skipped"] else ""))
 
 
 def cmd_predict(args) -> None:
@@ -300,6 +347,13 @@ def cmd_render(args) -> None:
     print(f"{args.out}: {image.width}x{image.height}")
 
 
+def cmd_export(args) -> None:
+    from .training import WEIGHTS_FILE, export_checkpoint
+
+    out = export_checkpoint(args.checkpoint, args.out)
+    print(f"{out}: {(out / WEIGHTS_FILE).stat().st_size / 1e6:.1f} MB of weights")
+
+
 def cmd_pseudo_label(args) -> None:
     from .decoding import LatexProducer
     from .selftrain import (
@@ -321,8 +375,9 @@ def cmd_pseudo_label(args) -> None:
     print(f"{args.out}: {summary}")
 
 
-COMMANDS = {"prepare": cmd_prepare, "train": cmd_train, "predict": cmd_predict,
-            "evaluate": cmd_evaluate, "render": cmd_render, "pseudo-label": cmd_pseudo_label}
+COMMANDS = {"prepare": cmd_prepare, "pack": cmd_pack, "train": cmd_train,
+            "predict": cmd_predict, "evaluate": cmd_evaluate, "render": cmd_render,
+            "export": cmd_export, "pseudo-label": cmd_pseudo_label}
 
 
 def _keras_backend() -> str:

@@ -39,6 +39,8 @@ class Config:
     num_epochs: int = 10
     max_steps: int = 0  # stop after this many optimizer steps (0: after num_epochs); the
     # learning-rate schedule then decays over them
+    max_minutes: float = 0.0  # stop after this much training time (0: no limit); the learning
+    # rate then decays over the time, not the steps
     batch_size: int = 32
     lr: float = 1e-3
     warmup_steps: int = 500

@@ -116,6 +116,15 @@ def load_from_checkpoint(
     return model, vocab, config
 
 
+def export_checkpoint(source: str | Path, target: str | Path) -> Path:
+    """Copy a checkpoint for shipping: config, vocabulary and the model's weights only (a
+    training checkpoint's weights file also holds the optimizer's moments, twice the model)."""
+    model, vocab, _ = load_from_checkpoint(source)
+    if Path(target).resolve() == _existing_checkpoint(Path(source)).resolve():
+        raise CheckpointError(f"{target}: export to another folder than the checkpoint's")
+    return save_checkpoint(target, model, vocab)
+
+
 def default_checkpoint() -> Path:
     """The shipped checkpoint (or ``$IMG2LATEX_CHECKPOINT``)."""
     path = Path(os.environ.get("IMG2LATEX_CHECKPOINT", CHECKPOINTS_DIR / DEFAULT_CHECKPOINT_NAME))
@@ -228,6 +237,35 @@ class StepLog(keras.callbacks.Callback):
             handle.write(",".join(str(v) for v in values) + "\n")
 
 
+class TimeBudget(keras.callbacks.Callback):
+    """Trains for ``minutes`` of wall-clock time: a linear warm-up over ``warmup`` steps, then a
+    cosine decay of the learning rate from ``peak`` to ``peak * floor`` over the time left, and a
+    stop when the time is up. For a machine lent for a fixed time, where the steps it will
+    manage are not known in advance."""
+
+    def __init__(self, minutes: float, peak: float, warmup: int, floor: float = 0.05):
+        super().__init__()
+        self.seconds, self.peak, self.warmup, self.floor = minutes * 60, peak, warmup, floor
+        self.start = time.monotonic()  # the budget spans every fit call of a resumed run
+
+    def fraction(self) -> float:
+        """Share of the budget spent so far."""
+        return min((time.monotonic() - self.start) / self.seconds, 1.0)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        step = global_step(self.model)
+        if step < self.warmup:
+            lr = self.peak * (step + 1) / self.warmup
+        else:
+            lr = self.peak * (self.floor + (1 - self.floor) * 0.5 *
+                              (1 + math.cos(math.pi * self.fraction())))
+        self.model.optimizer.learning_rate.assign(lr)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.fraction() >= 1.0:
+            self.model.stop_training = True
+
+
 class StopAtStep(keras.callbacks.Callback):
     """Ends training after a given number of optimizer steps (for quick runs and tests)."""
 
@@ -336,7 +374,8 @@ class Trainer:
             total = config.num_epochs * len(train_data)
             if config.max_steps:
                 total = min(total, config.max_steps)
-            schedule = WarmupCosine(config.lr, config.warmup_steps, total, config.min_lr_ratio)
+            schedule = (config.lr if config.max_minutes else  # set by TimeBudget
+                        WarmupCosine(config.lr, config.warmup_steps, total, config.min_lr_ratio))
             self.model.compile(
                 optimizer=keras.optimizers.Adam(schedule, clipnorm=config.clipnorm),
                 loss=masked_loss(config.label_smoothing),
@@ -384,6 +423,8 @@ class Trainer:
             callbacks.append(keras.callbacks.TensorBoard(str(self.save_dir / "tensorboard")))
         if max_steps:
             callbacks.append(StopAtStep(max_steps))
+        if self.config.max_minutes:
+            callbacks.append(self.time_budget)
         if keras.backend.backend() == "tensorflow":
             callbacks.append(_EpochEnd(self.train_data))
         return callbacks
@@ -395,6 +436,8 @@ class Trainer:
         self.save_dir.mkdir(parents=True, exist_ok=True)
         self.config.save(self.save_dir / CONFIG_FILE)
         self.model.stop_training = False
+        self.time_budget = TimeBudget(self.config.max_minutes, self.config.lr,
+                                      self.config.warmup_steps, self.config.min_lr_ratio)
         epoch, offset = 0, 0
         last = self.save_dir / "last"
         if resume and _existing_checkpoint(last).exists():

@@ -44,7 +44,8 @@ def test_batch_shapes_and_shifted_targets(data) -> None:
         assert x.dtype == np.float32 and x.ndim == 4 and x.shape[0] == len(batch)
         assert x.shape[1:] == (INPUT_HEIGHT, x.shape[2], 1) and x.shape[2] % 32 == 0
         assert decoder_inputs.dtype == np.int32 and targets.dtype == np.int32
-        assert decoder_inputs.shape == targets.shape == (len(batch), ds.lengths[batch].max())
+        padded = bucket_width(int(ds.lengths[batch].max()), ds.length_step)  # a multiple of 8
+        assert decoder_inputs.shape == targets.shape == (len(batch), padded)
         for row, i in enumerate(batch):
             ids = vocab.encode(formulas[i])
             n = len(ids) - 1

@@ -1,9 +1,15 @@
 import numpy as np
 import pytest
 
-from img2latex_lib.decoding import LatexProducer, StepDecoder, beam_search, greedy
+from img2latex_lib.decoding import (
+    BalanceConstraint,
+    LatexProducer,
+    StepDecoder,
+    beam_search,
+    greedy,
+)
 from img2latex_lib.model import Config, build_model
-from img2latex_lib.tokenizer import Vocab
+from img2latex_lib.tokenizer import EOS_ID, Vocab
 from img2latex_lib.training import save_checkpoint
 from tests.test_model import SMALL, randomized
 
@@ -78,6 +84,77 @@ def test_sampling_is_reproducible_with_a_seed(model, images):
 def checkpoint(model, tmp_path_factory):
     vocab = Vocab.build(["a b c d e f g h i j k l m n o p"])
     return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "model", model, vocab)
+
+
+BALANCE_TOKENS = ["{", "}", r"\left(", r"\right)", r"\begin{array}", r"\end{array}", "x", "+",
+                  "^", r"\leftarrow", r"\rightarrow", "1"]
+OPENS = {"{": 0, r"\left(": 1, r"\begin{array}": 2}
+CLOSES = {"}": 0, r"\right)": 1, r"\end{array}": 2}
+
+
+def _balance(tokens: list[str]) -> tuple[bool, bool]:
+    """(nothing closed before it was opened, everything closed at the end)."""
+    open_counts = [0, 0, 0]
+    never_negative = True
+    for token in tokens:
+        if token in OPENS:
+            open_counts[OPENS[token]] += 1
+        elif token in CLOSES:
+            open_counts[CLOSES[token]] -= 1
+            never_negative = never_negative and open_counts[CLOSES[token]] >= 0
+    return never_negative, open_counts == [0, 0, 0]
+
+
+def test_balance_constraint_rules_out_closing_nothing_and_ending_open():
+    vocab = Vocab.build([" ".join(BALANCE_TOKENS)], min_freq=1)
+    constraint = BalanceConstraint(vocab)
+    ids = {token: vocab.token_to_id[token] for token in BALANCE_TOKENS}
+    counts = np.array([[0, 0, 0], [1, 0, 0], [0, 2, 0], [0, 0, 1]], dtype="int32")
+    logits = np.zeros((4, len(vocab)), "float32")
+    logits[:, ids["x"]] = 1.0  # the model would write on
+    blocked = np.asarray(constraint.penalty(counts, logits)) < 0
+    closers = [ids["}"], ids[r"\right)"], ids[r"\end{array}"]]
+    assert blocked[0, closers].all() and not blocked[0, EOS_ID]
+    for row, kind in ((1, 0), (2, 1), (3, 2)):  # one kind open: its closer and nothing else
+        assert not blocked[row, closers[kind]] and blocked[row, EOS_ID]
+        assert blocked[row, [c for k, c in enumerate(closers) if k != kind]].all()
+    assert not blocked[:, [ids[t] for t in ("{", "x", r"\leftarrow", r"\rightarrow")]].any()
+    logits[:, EOS_ID] = 2.0  # the model would end: where something is open, it must close
+    blocked = np.asarray(constraint.penalty(counts, logits)) < 0
+    assert not blocked[0, EOS_ID] and blocked[0, closers].all()  # nothing open: it may end
+    for row, kind in ((1, 0), (2, 1), (3, 2)):
+        assert np.flatnonzero(~blocked[row]).tolist() == [closers[kind]]
+    after = np.asarray(constraint.update(counts, np.array([ids["{"], ids["}"], ids[r"\right)"],
+                                                           ids[r"\rightarrow"]])))
+    assert after.tolist() == [[1, 0, 0], [0, 0, 0], [0, 1, 0], [0, 0, 1]]
+
+
+def test_every_decoding_keeps_formulas_balanced_under_the_constraint():
+    vocab = Vocab.build([" ".join(BALANCE_TOKENS)], min_freq=1)
+    model = build_model(Config(**{**SMALL, "vocab_size": len(vocab)}), verbose=False)
+    rng = np.random.default_rng(12)
+    model.set_weights([randomized(w, rng) for w in model.weights])
+    images = rng.random((8, 32, 64, 1)).astype("float32")
+    max_len = 30
+
+    def decodings(decoder):
+        def words(rows):
+            return [[vocab.id_to_token[i] for i in ids] for ids in rows]
+
+        compiled = words(greedy(decoder, images, max_len))
+        assert compiled == words(greedy(decoder, images, max_len, return_attention=True)[0])
+        sampled = words(greedy(decoder, images, max_len, temperature=3.0,
+                               rng=np.random.default_rng(0)))
+        beams = [t for nbest in beam_search(decoder, images, 3, max_len)
+                 for t in words(h.ids for h in nbest)]
+        return compiled + sampled + beams
+
+    def broken(outputs):  # the token limit may cut a formula anywhere, not close it early
+        return [t for t in outputs
+                if not (_balance(t)[0] and (_balance(t)[1] or len(t) == max_len))]
+
+    assert len(broken(decodings(StepDecoder(model)))) > 8  # the test has something to fix
+    assert broken(decodings(StepDecoder(model, BalanceConstraint(vocab)))) == []
 
 
 def test_producer_batch_matches_one_by_one_in_order(checkpoint, images):

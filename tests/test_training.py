@@ -72,6 +72,49 @@ def test_max_steps_ends_training_and_the_learning_rate_decay_with_it(small_datas
     assert final_lr == pytest.approx(config.lr * config.min_lr_ratio, rel=1e-3)
 
 
+def test_a_time_budget_ends_training_and_the_learning_rate_decays_over_it(small_dataset,
+                                                                         tmp_path):
+    _, dataset = small_dataset
+    vocab = Vocab.build(FORMULAS)
+    config = Config(**{**SMALL, "vocab_size": len(vocab), "lr": 1e-2, "warmup_steps": 1,
+                       "max_minutes": 0.15, "num_epochs": 10_000, "batch_size": 2,
+                       "checkpoint_every": 0, "save_dir": str(tmp_path / "run")})
+    data = BucketedDataset(dataset.images, dataset.formulas, vocab, batch_size=2,
+                           height=config.image_height, width_step=config.width_step)
+    trainer = Trainer(config, vocab, data)
+    trainer.fit(verbose=0, max_steps=1)  # compiles the training step: not part of the test
+    start = time.monotonic()
+    trainer.fit(verbose=0)  # each fit has its own budget
+    elapsed = time.monotonic() - start
+    steps = global_step(trainer.model)
+    assert 9 <= elapsed < 9 + 5 and 3 < steps < config.num_epochs * len(data)
+    final_lr = float(np.asarray(trainer.model.optimizer.learning_rate))
+    assert config.lr * config.min_lr_ratio <= final_lr < 0.1 * config.lr  # decayed by the end
+    state = json.loads((tmp_path / "run" / "last" / "state.json").read_text())
+    assert state["global_step"] == steps
+
+
+def test_export_keeps_the_model_and_drops_the_optimizer(small_dataset, tmp_path):
+    from img2latex_lib.cli import main
+
+    folder, dataset = small_dataset
+    vocab = Vocab.build(FORMULAS)
+    config = Config(**{**SMALL, "vocab_size": len(vocab), "max_steps": 2, "batch_size": 2,
+                       "checkpoint_every": 0, "save_dir": str(tmp_path / "run")})
+    data = BucketedDataset(dataset.images, dataset.formulas, vocab, batch_size=2,
+                           height=config.image_height, width_step=config.width_step)
+    Trainer(config, vocab, data).fit(verbose=0)
+    trained, shipped = tmp_path / "run" / "last", tmp_path / "shipped"
+    assert main(["export", str(trained), str(shipped)]) == 0
+    assert sorted(p.name for p in shipped.iterdir()) == ["config.json", "model.weights.h5",
+                                                         "vocab.json"]
+    size = (shipped / "model.weights.h5").stat().st_size
+    assert size < 0.6 * (trained / "model.weights.h5").stat().st_size  # no Adam moments
+    images = [str(image) for image in dataset.images[:3]]
+    assert LatexProducer(shipped).predict(images) == LatexProducer(trained).predict(images)
+    assert main(["export", str(trained), str(trained)]) == 1
+
+
 def test_load_from_checkpoint_explains_what_is_wrong(tmp_path):
     vocab = Vocab.build(["a b c d e f g h i j k l m n o p"])
     model = build_model(Config(**SMALL), verbose=False)
