@@ -73,21 +73,27 @@ class BalanceConstraint:
         """Open counts after ``tokens`` [B]."""
         return counts + ops.take(ops.convert_to_tensor(self.deltas), tokens, axis=0)
 
-    def penalty(self, counts, logits):
+    def penalty(self, counts, logits, xp=ops):
         """0 for the tokens allowed after open ``counts`` [B, 3] when the model scores the next
-        token with ``logits`` [B, V]; -1e9 for ruled-out ones. [B, V] float32."""
-        closing = ops.convert_to_tensor(self.deltas < 0)[None]  # [1, V, 3]
-        is_open = ops.greater(counts, 0)[:, None]  # [B, 1, 3]
-        closes_nothing = ops.any(ops.logical_and(closing, ops.logical_not(is_open)), axis=-1)
-        closes_open = ops.any(ops.logical_and(closing, is_open), axis=-1)  # [B, V]
-        still_open = ops.any(counts > 0, axis=-1)[:, None]  # [B, 1]
-        is_eos = ops.equal(ops.arange(len(self.deltas)), EOS_ID)[None]  # [1, V]
-        wants_eos = ops.equal(ops.argmax(logits, axis=-1), EOS_ID)[:, None]  # [B, 1]
-        blocked = ops.logical_or(closes_nothing, ops.logical_and(still_open, is_eos))
-        closing_time = ops.logical_and(still_open, wants_eos)
-        blocked = ops.logical_or(blocked, ops.logical_and(closing_time,
-                                                          ops.logical_not(closes_open)))
-        return ops.where(blocked, -1e9, 0.0)
+        token with ``logits`` [B, V]; -1e9 for ruled-out ones. [B, V] float32.
+
+        ``xp`` is ``keras.ops`` (inside compiled loops) or ``numpy`` (host-side decoding, where
+        eager tensor ops would cost more than the decoder step).
+        """
+        closing = self.deltas < 0
+        if xp is ops:
+            closing = ops.convert_to_tensor(closing)
+        closing, is_open = closing[None], xp.greater(counts, 0)[:, None]  # [1, V, 3], [B, 1, 3]
+        closes_nothing = xp.any(xp.logical_and(closing, xp.logical_not(is_open)), axis=-1)
+        closes_open = xp.any(xp.logical_and(closing, is_open), axis=-1)  # [B, V]
+        still_open = xp.any(xp.greater(counts, 0), axis=-1)[:, None]  # [B, 1]
+        is_eos = xp.equal(xp.arange(len(self.deltas)), EOS_ID)[None]  # [1, V]
+        wants_eos = xp.equal(xp.argmax(logits, axis=-1), EOS_ID)[:, None]  # [B, 1]
+        blocked = xp.logical_or(closes_nothing, xp.logical_and(still_open, is_eos))
+        closing_time = xp.logical_and(still_open, wants_eos)
+        blocked = xp.logical_or(blocked, xp.logical_and(closing_time,
+                                                        xp.logical_not(closes_open)))
+        return xp.where(blocked, -1e9, 0.0)
 
 
 class StepDecoder:
@@ -170,7 +176,7 @@ class StepDecoder:
             ops.convert_to_tensor(tokens, dtype="int32"), state, memory)
         log_probs = ops.convert_to_numpy(log_probs)
         if self.constraint is not None and counts is not None:
-            blocked = ops.convert_to_numpy(self.constraint.penalty(counts, log_probs)) < 0
+            blocked = self.constraint.penalty(counts, log_probs, xp=np) < 0
             log_probs = np.where(blocked, -np.inf, log_probs)
         if last:
             log_probs = np.where(np.arange(log_probs.shape[-1]) == EOS_ID, 0.0, -np.inf)

@@ -113,6 +113,7 @@ def test_balance_constraint_rules_out_closing_nothing_and_ending_open():
     logits = np.zeros((4, len(vocab)), "float32")
     logits[:, ids["x"]] = 1.0  # the model would write on
     blocked = np.asarray(constraint.penalty(counts, logits)) < 0
+    assert (blocked == (constraint.penalty(counts, logits, xp=np) < 0)).all()  # host-side twin
     closers = [ids["}"], ids[r"\right)"], ids[r"\end{array}"]]
     assert blocked[0, closers].all() and not blocked[0, EOS_ID]
     for row, kind in ((1, 0), (2, 1), (3, 2)):  # one kind open: its closer and nothing else
