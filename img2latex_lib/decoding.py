@@ -65,13 +65,11 @@ class BalanceConstraint:
         #: How each token changes the open counts of the three kinds, [V, 3].
         self.deltas = deltas
 
-    def start(self, batch: int):
-        """Open counts before the first token, [B, 3]."""
-        return ops.zeros((batch, 3), "int32")
-
-    def update(self, counts, tokens):
-        """Open counts after ``tokens`` [B]."""
-        return counts + ops.take(ops.convert_to_tensor(self.deltas), tokens, axis=0)
+    def update(self, counts, tokens, xp=ops):
+        """Open counts after ``tokens`` [B]; ``xp`` as for :meth:`penalty`."""
+        if xp is ops:
+            return counts + ops.take(ops.convert_to_tensor(self.deltas), tokens, axis=0)
+        return counts + self.deltas[tokens]
 
     def penalty(self, counts, logits, xp=ops):
         """0 for the tokens allowed after open ``counts`` [B, 3] when the model scores the next
@@ -86,7 +84,7 @@ class BalanceConstraint:
         closing, is_open = closing[None], xp.greater(counts, 0)[:, None]  # [1, V, 3], [B, 1, 3]
         closes_nothing = xp.any(xp.logical_and(closing, xp.logical_not(is_open)), axis=-1)
         closes_open = xp.any(xp.logical_and(closing, is_open), axis=-1)  # [B, V]
-        still_open = xp.any(xp.greater(counts, 0), axis=-1)[:, None]  # [B, 1]
+        still_open = xp.any(is_open, axis=-1)  # [B, 1]
         is_eos = xp.equal(xp.arange(len(self.deltas)), EOS_ID)[None]  # [1, V]
         wants_eos = xp.equal(xp.argmax(logits, axis=-1), EOS_ID)[:, None]  # [B, 1]
         blocked = xp.logical_or(closes_nothing, xp.logical_and(still_open, is_eos))
@@ -186,13 +184,11 @@ class StepDecoder:
     def initial_state(self, batch: int):
         return self.model.initial_state(batch)
 
-    def open_counts(self, counts: np.ndarray | None, tokens: np.ndarray) -> np.ndarray:
-        """The constraint's open counts [B, 3] after ``tokens`` (from zeros when ``counts`` is
-        None); zeros without a constraint."""
-        counts = np.zeros((len(tokens), 3), np.int32) if counts is None else counts
+    def open_counts(self, counts: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+        """The constraint's open counts [B, 3] after ``tokens`` (unchanged without one)."""
         if self.constraint is None:
             return counts
-        return counts + self.constraint.deltas[tokens]
+        return self.constraint.update(counts, tokens, xp=np)
 
 
 @dataclass

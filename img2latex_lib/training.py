@@ -423,7 +423,7 @@ class Trainer:
             callbacks.append(keras.callbacks.TensorBoard(str(self.save_dir / "tensorboard")))
         if max_steps:
             callbacks.append(StopAtStep(max_steps))
-        if self.config.max_minutes:
+        if self.time_budget is not None:
             callbacks.append(self.time_budget)
         if keras.backend.backend() == "tensorflow":
             callbacks.append(_EpochEnd(self.train_data))
@@ -436,8 +436,9 @@ class Trainer:
         self.save_dir.mkdir(parents=True, exist_ok=True)
         self.config.save(self.save_dir / CONFIG_FILE)
         self.model.stop_training = False
-        self.time_budget = TimeBudget(self.config.max_minutes, self.config.lr,
-                                      self.config.warmup_steps, self.config.min_lr_ratio)
+        self.time_budget = (TimeBudget(self.config.max_minutes, self.config.lr,
+                                       self.config.warmup_steps, self.config.min_lr_ratio)
+                            if self.config.max_minutes else None)
         epoch, offset = 0, 0
         last = self.save_dir / "last"
         if resume and _existing_checkpoint(last).exists():
