@@ -7,6 +7,8 @@ optionally next to a peer's predictions on the same ids (see ``benchmarks/peer.p
 Writes the predictions of each decoding to ``<out>/<name>-greedy.tsv`` / ``<name>-beam<k>.tsv``
 (``id, reference, prediction``). References and predictions are normalised with
 ``tokenizer.normalize`` before scoring; a second table gives the un-normalised exact match.
+``--beams`` with no sizes decodes nothing and only scores the ``--peer`` files (earlier
+predictions too, e.g. after a change to the renderer).
 """
 
 from __future__ import annotations
@@ -68,8 +70,8 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path, default=None,
                         help="checkpoint folder (default: the shipped one)")
     parser.add_argument("--n", type=int, default=1000, help="first n ids of the dev test set")
-    parser.add_argument("--beams", type=int, nargs="+", default=[1, 5],
-                        help="beam sizes to decode with (1 = greedy)")
+    parser.add_argument("--beams", type=int, nargs="*", default=[1, 5],
+                        help="beam sizes to decode with (1 = greedy; none: only score --peer)")
     parser.add_argument("--peer", type=Path, nargs="*", default=[],
                         help="prediction files of other systems (id, reference, prediction)")
     parser.add_argument("--out", type=Path, default=OUT_DIR, help="folder for prediction files")
@@ -83,9 +85,12 @@ def main() -> None:
 
     samples = dev_test(20 if args.quick else args.n)
     peers = {path: read_predictions(path) for path in args.peer}
+    if not args.beams and not peers:
+        sys.exit("nothing to score: give --beams, --peer or both")
     checkpoint = checkpoint_or_exit(args.checkpoint)
     name = args.name or checkpoint.name
-    producer = LatexProducer(checkpoint, balanced=not args.unbalanced)
+    if args.beams:
+        producer = LatexProducer(checkpoint, balanced=not args.unbalanced)
     systems: dict[str, tuple[list[Sample], list[str]]] = {}
     seconds: dict[str, float] = {}
     for beam in args.beams:

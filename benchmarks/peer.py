@@ -1,12 +1,15 @@
 """Run the peer ``latex-ocr-junia`` (PyPI; it ships its own weights) on the development test set.
 
     python benchmarks/peer.py --setup       # make .venv-peer: CPU torch 2.13.0, latex-ocr-junia
-    python benchmarks/peer.py [--n 1000] [--beam-size 3] [--workers 1] [--threads 1] [--out TSV]
+    python benchmarks/peer.py [--n 1000] [--every K] [--beam-size 3] [--workers 1] [--threads 1]
+                              [--out TSV]
 
 The peer runs in its own virtual environment (``.venv-peer``, git-ignored) so that its PyTorch
 stays out of ours; ``benchmarks/peer_runner.py`` is the script that environment's python runs.
 Its weights (``assets/best.pt``, 95 MB) come inside the package: nothing is downloaded at run
 time. The run resumes where a killed one stopped (raw results ``<out stem>.raw<k>.tsv``).
+On this CPU the peer needs 35-95 s for an image whose decoding runs to its 512-character limit
+(most of them); ``--every 10`` runs it on every tenth image, a sample spread over the whole set.
 
 The peer's output is a display: ``$$ ... $$``, ``\\begin{equation*} ... \\end{equation*}``.
 Those math-mode wrappers are removed (counted in the output) before the prediction is written to
@@ -94,6 +97,8 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--setup", action="store_true", help="create .venv-peer and exit")
     parser.add_argument("--n", type=int, default=1000, help="first n ids of the dev test set")
+    parser.add_argument("--every", type=int, default=1,
+                        help="only every K-th of those images (a sample spread over them)")
     parser.add_argument("--beam-size", type=int, default=3, help="the package's default is 3")
     parser.add_argument("--workers", type=int, default=1, help="runner processes in parallel")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
@@ -108,7 +113,9 @@ def main() -> None:
     decoding = "greedy" if args.beam_size == 1 else f"beam{args.beam_size}"
     out = args.out or OUT_DIR / f"latex-ocr-junia-{decoding}.tsv"
     out.parent.mkdir(parents=True, exist_ok=True)
-    samples = dev_test(args.n)
+    if args.every < 1:
+        sys.exit(f"--every must be at least 1, got {args.every}")
+    samples = dev_test(args.n)[:: args.every]
 
     wall = run(samples, out.with_suffix(""), args.beam_size, args.workers, args.threads)
     results = read_raw(sorted(out.parent.glob(out.stem + ".raw*.tsv")))

@@ -170,13 +170,14 @@ def _renderer(name: str | None, template: str = "im2latex", scale: float = 1.0):
     return default_renderer(dpi)
 
 
-def _id_range(spec: str | None) -> range | None:
-    """``FIRST-LAST`` (both included) as a range; None stays None."""
+def _id_range(spec: str | None, where: str = "--ids") -> range | None:
+    """``FIRST-LAST`` (both included) as a range; None stays None. ``where`` names the spec in
+    the error."""
     if spec is None:
         return None
     first, dash, last = spec.partition("-")
     if not (dash and first.isdigit() and last.isdigit() and int(first) <= int(last)):
-        raise ValueError(f"--ids {spec}: expected FIRST-LAST, e.g. 0-6974")
+        raise ValueError(f"{where} {spec}: expected FIRST-LAST, e.g. 0-6974")
     return range(int(first), int(last) + 1)
 
 
@@ -224,17 +225,16 @@ def _datasets(specs: list[str]) -> tuple[list, list[str]]:
 
     images, formulas = [], []
     for spec in specs:
-        match = re.fullmatch(r"(.+?)(?::(\d+)-(\d+))?(?:x(\d+))?", spec)
-        folder, first, last, repeat = match.groups()
+        match = re.fullmatch(r"(.+?)(?::(\d+-\d+))?(?:x(\d+))?", spec)
+        folder, id_spec, repeat = match.groups()
         if folder.endswith(PACK_SUFFIX):
-            if first:
+            if id_spec:
                 raise ValueError(f"{spec}: a pack takes no formula ids")
             pack_images, pack_formulas = read_pack(folder)
             pairs = list(zip(pack_images, map(normalize, pack_formulas), strict=True))
             report = f"{folder}: {len(pairs)} samples"
         else:
-            ids = range(int(first), int(last) + 1) if first else None
-            dataset = load(folder, ids=ids)
+            dataset = load(folder, ids=_id_range(id_spec, where=f"{folder}:"))
             pairs = [(s.image, normalize(s.formula)) for s in dataset.samples]
             report = dataset.report()
         kept = [(image, formula) for image, formula in pairs if formula_problem(formula) is None]
@@ -295,6 +295,7 @@ def cmd_pack(args) -> None:
 
 def cmd_predict(args) -> None:
     from .decoding import LatexProducer
+    from .tokenizer import to_latex
 
     producer = LatexProducer(args.checkpoint)
     paths = [str(p) for p in args.images]
@@ -304,12 +305,12 @@ def cmd_predict(args) -> None:
     if args.render:
         for path in args.images:
             latex, figure = producer.predict(str(path), beam_size=args.beam, render=True)
-            out = path.with_suffix(".pred.png")
+            latex, out = to_latex(latex), path.with_suffix(".pred.png")
             figure.savefig(out, bbox_inches="tight", dpi=120)
             print(f"{path}\t{latex}\t{out}" if len(paths) > 1 else latex)
         return
-    latex = producer.predict(paths, beam_size=args.beam, temperature=args.temperature,
-                             batch_size=args.batch_size)
+    latex = [to_latex(text) for text in producer.predict(
+        paths, beam_size=args.beam, temperature=args.temperature, batch_size=args.batch_size)]
     output_format = args.format or ("tsv" if len(paths) > 1 else "plain")
     if output_format == "json":
         print(json.dumps([{"image": p, "latex": t} for p, t in zip(paths, latex, strict=True)],

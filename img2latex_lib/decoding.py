@@ -28,69 +28,88 @@ def compile_fn(fn: Callable) -> Callable:
     return fn
 
 
-def _balance_kind(token: str) -> tuple[int, int] | None:
-    """(kind, +1 opens / -1 closes) of a token that must be balanced: 0 braces, 1 ``\\left`` /
-    ``\\right`` delimiters, 2 ``\\begin{…}`` / ``\\end{…}``; None for any other token."""
+def _balance_kind(token: str) -> tuple[str, int] | None:
+    """(kind, +1 opens / -1 closes) of a token that must be balanced: ``"{"`` braces,
+    ``"\\left"`` delimiters, ``"\\begin{name}"`` each environment (``"\\begin"`` a bare one);
+    None for any other token."""
     if token in ("{", "}"):
-        return 0, 1 if token == "{" else -1
+        return "{", 1 if token == "{" else -1
     for prefix, delta in (("\\left", 1), ("\\right", -1)):  # \left( yes, \leftarrow no
         rest = token[len(prefix):]
         if token.startswith(prefix) and (not rest or not rest[0].isalpha()):
-            return 1, delta
-    if token.startswith("\\begin{") or token == "\\begin":
-        return 2, 1
-    if token.startswith("\\end{") or token == "\\end":
-        return 2, -1
+            return "\\left", delta
+    for prefix, delta in (("\\begin", 1), ("\\end", -1)):
+        rest = token[len(prefix):]
+        if token.startswith(prefix) and (not rest or rest.startswith("{")):
+            return "\\begin" + rest, delta
     return None
 
 
 class BalanceConstraint:
-    """Keeps decoded formulas balanced: no closing brace, ``\\right…`` or ``\\end{…}`` with
-    nothing open to close, and no <eos> while something is still open.
+    """Keeps decoded formulas balanced and properly nested: a closing brace, ``\\right…`` or
+    ``\\end{name}`` only where the innermost open thing is of its kind (``\\end{array}`` closes
+    only ``\\begin{array}``), and no <eos> while something is still open.
 
-    Unbalanced output was the most common reason a prediction did not compile (about two in three
-    of them on the development test set). Decoding keeps a count of what is open per kind and
-    adds :meth:`penalty` to the log-probabilities, so the model's best *allowed* token wins. Where
-    the model would end the formula with something open, only the closing tokens of what is open
-    are allowed, so it closes rather than writing on. The token limit still ends a formula where
-    it stands.
+    Unbalanced or mis-nested output was the most common reason a prediction did not compile. The
+    decoder keeps, for each formula, a stack of the kinds open (``opened``: [B, 1 + depth] int32,
+    column 0 the number open, columns 1… the kinds, innermost last) and adds :meth:`penalty` to the
+    log-probabilities, so the model's best *allowed* token wins. Where the model would end the
+    formula with something open, only the closer of the innermost open kind is allowed, so it
+    closes rather than writing on. The token limit still ends a formula where it stands; at
+    ``depth`` open things, nothing more may open.
     """
 
-    def __init__(self, vocab: Vocab):
-        deltas = np.zeros((len(vocab), 3), dtype=np.int32)
-        for index, token in enumerate(vocab.id_to_token):
-            found = _balance_kind(token)
-            if found:
-                deltas[index, found[0]] = found[1]
-        #: How each token changes the open counts of the three kinds, [V, 3].
-        self.deltas = deltas
+    def __init__(self, vocab: Vocab, depth: int = 32):
+        found = {index: _balance_kind(token) for index, token in enumerate(vocab.id_to_token)}
+        #: Kind names, index = kind id (0: not a balanced token).
+        self.kinds = ["", *sorted({kind for kind, _ in filter(None, found.values())})]
+        ids = {kind: k for k, kind in enumerate(self.kinds)}
+        #: The kind each token opens and closes (0: none), [V] int32 each.
+        self.opens, self.closes = (
+            np.array([ids[f[0]] if f and f[1] == sign else 0
+                      for f in (found[i] for i in range(len(vocab)))], np.int32)
+            for sign in (1, -1))
+        self.depth = depth
 
-    def update(self, counts, tokens, xp=ops):
-        """Open counts after ``tokens`` [B]; ``xp`` as for :meth:`penalty`."""
+    def nothing_open(self, batch: int, xp=np):
+        """The ``opened`` state of ``batch`` formulas before their first token."""
+        return xp.zeros((batch, self.depth + 1), "int32")
+
+    def update(self, opened, tokens, xp=ops):
+        """``opened`` after ``tokens`` [B]; ``xp`` as for :meth:`penalty`."""
+        opens, closes = self.opens, self.closes
         if xp is ops:
-            return counts + ops.take(ops.convert_to_tensor(self.deltas), tokens, axis=0)
-        return counts + self.deltas[tokens]
+            opens, closes = ops.convert_to_tensor(opens), ops.convert_to_tensor(closes)
+        kind, closed = xp.take(opens, tokens, axis=0), xp.take(closes, tokens, axis=0) > 0
+        count = opened[:, 0]
+        column = xp.arange(self.depth + 1)[None]
+        pushed = xp.logical_and(xp.equal(column, (count + 1)[:, None]), (kind > 0)[:, None])
+        opened = xp.where(pushed, kind[:, None], opened)
+        count = count + xp.where(kind > 0, 1, 0) - xp.where(closed, 1, 0)
+        return xp.where(xp.equal(column, 0), xp.maximum(count, 0)[:, None], opened)
 
-    def penalty(self, counts, logits, xp=ops):
-        """0 for the tokens allowed after open ``counts`` [B, 3] when the model scores the next
+    def penalty(self, opened, logits, xp=ops):
+        """0 for the tokens allowed after ``opened`` [B, 1 + depth] when the model scores the next
         token with ``logits`` [B, V]; -1e9 for ruled-out ones. [B, V] float32.
 
         ``xp`` is ``keras.ops`` (inside compiled loops) or ``numpy`` (host-side decoding, where
         eager tensor ops would cost more than the decoder step).
         """
-        closing = self.deltas < 0
+        opens, closes = self.opens[None], self.closes[None]  # [1, V]
         if xp is ops:
-            closing = ops.convert_to_tensor(closing)
-        closing, is_open = closing[None], xp.greater(counts, 0)[:, None]  # [1, V, 3], [B, 1, 3]
-        closes_nothing = xp.any(xp.logical_and(closing, xp.logical_not(is_open)), axis=-1)
-        closes_open = xp.any(xp.logical_and(closing, is_open), axis=-1)  # [B, V]
-        still_open = xp.any(is_open, axis=-1)  # [B, 1]
-        is_eos = xp.equal(xp.arange(len(self.deltas)), EOS_ID)[None]  # [1, V]
+            opens, closes = ops.convert_to_tensor(opens), ops.convert_to_tensor(closes)
+        count = opened[:, :1]  # [B, 1]
+        innermost = xp.take_along_axis(opened, count, axis=1)  # its kind; 0 when nothing is open
+        still_open = count > 0
+        is_eos = xp.equal(xp.arange(len(self.opens)), EOS_ID)[None]  # [1, V]
         wants_eos = xp.equal(xp.argmax(logits, axis=-1), EOS_ID)[:, None]  # [B, 1]
-        blocked = xp.logical_or(closes_nothing, xp.logical_and(still_open, is_eos))
+        closes_innermost = xp.logical_and(closes > 0, xp.equal(closes, innermost))
+        blocked = xp.logical_or(xp.logical_and(closes > 0, xp.logical_not(closes_innermost)),
+                                xp.logical_and(still_open, is_eos))
+        blocked = xp.logical_or(blocked, xp.logical_and(opens > 0, count >= self.depth))
         closing_time = xp.logical_and(still_open, wants_eos)
         blocked = xp.logical_or(blocked, xp.logical_and(closing_time,
-                                                        xp.logical_not(closes_open)))
+                                                        xp.logical_not(closes_innermost)))
         return xp.where(blocked, -1e9, 0.0)
 
 
@@ -139,42 +158,42 @@ class StepDecoder:
 
         constraint = self.constraint
 
-        def running(step, tokens, state, out, done, counts):
+        def running(step, tokens, state, out, done, opened):
             return ops.logical_and(step < length, ops.logical_not(ops.all(done)))
 
-        def advance(step, tokens, state, out, done, counts):
+        def advance(step, tokens, state, out, done, opened):
             logits, state = self.model.decoder.attend(tokens[:, None], memory, state=state,
                                                       training=False)
             logits = ops.cast(logits[:, 0], "float32")
             if constraint is not None:
-                logits = logits + constraint.penalty(counts, logits)
+                logits = logits + constraint.penalty(opened, logits)
             chosen = ops.cast(ops.argmax(logits, axis=-1), "int32")
             chosen = ops.where(ops.equal(step, max_len), EOS_ID, chosen)  # the last step allowed
             chosen = ops.where(done, 0, chosen)
             if constraint is not None:
-                counts = constraint.update(counts, chosen)
+                opened = constraint.update(opened, chosen)
             column = ops.cast(ops.equal(ops.arange(length), step), "int32")
             out = out + chosen[:, None] * column[None, :]
             done = ops.logical_or(done, ops.equal(chosen, EOS_ID))
-            return step + 1, chosen, state, out, done, counts
+            return step + 1, chosen, state, out, done, opened
 
         start = (ops.convert_to_tensor(0, "int32"), ops.full((batch,), SOS_ID, "int32"),
                  self.model.initial_state(batch), ops.zeros((batch, length), "int32"),
-                 ops.zeros((batch,), "bool"), ops.zeros((batch, 3), "int32"))
+                 ops.zeros((batch,), "bool"), self.nothing_open(batch, xp=ops))
         return ops.while_loop(running, advance, start)[3]
 
     def step(self, tokens: np.ndarray, state, memory, last: bool = False,
-             counts: np.ndarray | None = None):
+             opened: np.ndarray | None = None):
         """Log-probabilities [B, V], new state, attention over encoded positions [B, N].
 
-        With the constraint's open ``counts`` [B, 3] (see :meth:`open_counts`), ruled-out tokens
-        get -inf. On the ``last`` step allowed, <eos> is the only possible token.
+        With the constraint's ``opened`` state (see :meth:`opened_after`), ruled-out tokens get
+        -inf. On the ``last`` step allowed, <eos> is the only possible token.
         """
         log_probs, state, attention = self._step(
             ops.convert_to_tensor(tokens, dtype="int32"), state, memory)
         log_probs = ops.convert_to_numpy(log_probs)
-        if self.constraint is not None and counts is not None:
-            blocked = self.constraint.penalty(counts, log_probs, xp=np) < 0
+        if self.constraint is not None and opened is not None:
+            blocked = self.constraint.penalty(opened, log_probs, xp=np) < 0
             log_probs = np.where(blocked, -np.inf, log_probs)
         if last:
             log_probs = np.where(np.arange(log_probs.shape[-1]) == EOS_ID, 0.0, -np.inf)
@@ -184,11 +203,17 @@ class StepDecoder:
     def initial_state(self, batch: int):
         return self.model.initial_state(batch)
 
-    def open_counts(self, counts: np.ndarray, tokens: np.ndarray) -> np.ndarray:
-        """The constraint's open counts [B, 3] after ``tokens`` (unchanged without one)."""
+    def nothing_open(self, batch: int, xp=np):
+        """The constraint's ``opened`` state before the first token ([B, 1] zeros without one)."""
         if self.constraint is None:
-            return counts
-        return self.constraint.update(counts, tokens, xp=np)
+            return xp.zeros((batch, 1), "int32")
+        return self.constraint.nothing_open(batch, xp)
+
+    def opened_after(self, opened: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+        """The constraint's ``opened`` state after ``tokens`` (unchanged without one)."""
+        if self.constraint is None:
+            return opened
+        return self.constraint.update(opened, tokens, xp=np)
 
 
 @dataclass
@@ -222,18 +247,18 @@ def greedy(
     outputs: list[list[int]] = [[] for _ in range(batch)]
     attentions: list[list[np.ndarray]] = [[] for _ in range(batch)]
     done = np.zeros(batch, dtype=bool)
-    counts = np.zeros((batch, 3), np.int32)
+    opened = decoder.nothing_open(batch)
     rng = rng or np.random.default_rng()
     for step in range(max_len + 1):
         log_probs, state, attention = decoder.step(tokens, state, memory, step == max_len,
-                                                   counts)
+                                                   opened)
         if temperature:
             probs = np.exp((log_probs - log_probs.max(-1, keepdims=True)) / temperature)
             probs /= probs.sum(-1, keepdims=True)
             tokens = np.array([rng.choice(len(p), p=p) for p in probs], dtype=np.int32)
         else:
             tokens = log_probs.argmax(-1).astype(np.int32)
-        counts = decoder.open_counts(counts, np.where(done, 0, tokens))
+        opened = decoder.opened_after(opened, np.where(done, 0, tokens))
         if return_attention:
             attention = ops.convert_to_numpy(attention)
         for i in np.flatnonzero(~done):
@@ -271,14 +296,14 @@ def beam_search(
     histories: list[list[int]] = [[] for _ in range(batch * k)]
     finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
     done = np.zeros(batch, dtype=bool)
-    counts = np.zeros((batch * k, 3), np.int32)
+    opened = decoder.nothing_open(batch * k)
 
     def finish(image: int, ids: list[int], log_prob: float) -> None:
         finished[image].append(
             Hypothesis(ids, log_prob, log_prob / (len(ids) + 1) ** length_penalty))
 
     for step in range(max_len + 1):
-        log_probs, state, _ = decoder.step(tokens, state, memory, step == max_len, counts)
+        log_probs, state, _ = decoder.step(tokens, state, memory, step == max_len, opened)
         vocab_size = log_probs.shape[-1]
         candidates = (scores[:, None] + log_probs).reshape(batch, k * vocab_size)
         top = np.argsort(-candidates, axis=1, kind="stable")[:, : 2 * k]
@@ -313,7 +338,7 @@ def beam_search(
         state = ops.take(state, ops.convert_to_tensor(order, dtype="int32"), axis=0)
         histories = [histories[row] + [token] for row, token in zip(order, new_tokens, strict=True)]
         tokens = np.array(new_tokens, dtype=np.int32)
-        counts = decoder.open_counts(counts[order], tokens)
+        opened = decoder.opened_after(opened[order], tokens)
         scores = np.array(new_scores)
     for image in range(batch):
         finished[image].sort(key=lambda h: -h.score)

@@ -36,6 +36,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
+from .tokenizer import to_latex
+
 if TYPE_CHECKING:
     from matplotlib.mathtext import MathTextParser
 
@@ -438,7 +440,7 @@ class LatexRenderer(Renderer):
         macros, block = (
             text.replace("@@@", "@@@" + nonce) for text in (_SHIP_MACROS, _FORMULA_BLOCK)
         )
-        blocks = "".join(block.format(k=k, formula=f) for k, f in enumerate(formulas))
+        blocks = "".join(block.format(k=k, formula=to_latex(f)) for k, f in enumerate(formulas))
         return f"{_PREAMBLE[self.template]}{macros}\\begin{{document}}\n{blocks}\\end{{document}}\n"
 
     def _compile(self, formulas: list[str]) -> _Run:

@@ -211,6 +211,53 @@ def normalize(latex: str) -> str:
     return " ".join(tokens)
 
 
+#: Commands followed by TeX dimensions: how many braced ones (0: one bare, ``\\kern - 1 m u``).
+DIMENSION_ARGUMENTS = {
+    r"\hspace": 1, r"\hspace*": 1, r"\vspace": 1, r"\vspace*": 1, r"\mspace": 1,
+    r"\raisebox": 1, r"\rule": 2, r"\kern": 0, r"\mkern": 0, r"\hskip": 0, r"\vskip": 0,
+    r"\mskip": 0,
+}
+UNITS = {"pt", "pc", "in", "bp", "cm", "mm", "dd", "cc", "sp", "em", "ex", "mu"}
+
+
+def to_latex(formula: str) -> str:
+    r"""LaTeX source of a space-tokenized formula: its tokens joined by spaces, except TeX
+    dimensions, written whole (``\hspace { 0 . 4 i n }`` -> ``\hspace {0.4in}``,
+    ``\kern - 1 m u`` -> ``\kern -1mu``): TeX ends a number at a space and reads a unit as one
+    word, so the spaced form does not compile. Other formulas come back unchanged."""
+    tokens = formula.split()
+    if not DIMENSION_ARGUMENTS.keys() & set(tokens):
+        return formula
+    out, i = [], 0
+    while i < len(tokens):
+        out.append(tokens[i])
+        arguments, i = DIMENSION_ARGUMENTS.get(tokens[i]), i + 1
+        if arguments == 0:
+            end = _bare_dimension_end(tokens, i)
+            if end > i:
+                out.append("".join(tokens[i:end]))
+                i = end
+        for _ in range(arguments or 0):
+            if i < len(tokens) and tokens[i] == "{":
+                end = _group_end(tokens, i)
+                out.append("".join(tokens[i:end]))
+                i = end
+    return " ".join(out)
+
+
+def _bare_dimension_end(tokens: Sequence[str], start: int) -> int:
+    """Index past an unbraced dimension at ``start`` (signs, a number, a unit), else ``start``."""
+    i = start
+    while i < len(tokens) and tokens[i] in ("+", "-"):
+        i += 1
+    number = i
+    while i < len(tokens) and (tokens[i].isdigit() or tokens[i] in (".", ",")):
+        i += 1
+    if i == number or "".join(tokens[i : i + 2]) not in UNITS:
+        return start
+    return i + 2
+
+
 def _fuse_delimiter_synonym(token: str) -> str:
     r"""``\left\lbrace`` -> ``\left\{`` (synonyms inside fused delimiters)."""
     for side in (r"\left", r"\right"):

@@ -19,6 +19,7 @@ from PIL import Image
 
 from .decoding import LatexProducer
 from .preprocess import ImageError, ImageSource, crop_to_ink, load_image
+from .tokenizer import to_latex
 from .training import CheckpointError
 
 #: Largest upload accepted, in bytes (a formula image is rarely above a few hundred kB).
@@ -121,7 +122,7 @@ class Demo:
         self._last = (source, name)
         self._say(f"{name}: predicting with beam size {self.beam.value} ...", "info")
         start = time.perf_counter()
-        latex = self.producer.predict(image, beam_size=self.beam.value)
+        latex = to_latex(self.producer.predict(image, beam_size=self.beam.value))
         seconds = time.perf_counter() - start
         self.image.value = _png_bytes(image)
         self.latex_box.value = latex

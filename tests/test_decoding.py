@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from keras import ops
 
 from img2latex_lib.decoding import (
     BalanceConstraint,
@@ -9,7 +10,7 @@ from img2latex_lib.decoding import (
     greedy,
 )
 from img2latex_lib.model import Config, build_model
-from img2latex_lib.tokenizer import EOS_ID, Vocab
+from img2latex_lib.tokenizer import EOS_ID, PAD_ID, Vocab
 from img2latex_lib.training import save_checkpoint
 from tests.test_model import SMALL, randomized
 
@@ -86,48 +87,67 @@ def checkpoint(model, tmp_path_factory):
     return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "model", model, vocab)
 
 
-BALANCE_TOKENS = ["{", "}", r"\left(", r"\right)", r"\begin{array}", r"\end{array}", "x", "+",
-                  "^", r"\leftarrow", r"\rightarrow", "1"]
-OPENS = {"{": 0, r"\left(": 1, r"\begin{array}": 2}
-CLOSES = {"}": 0, r"\right)": 1, r"\end{array}": 2}
+BALANCE_TOKENS = ["{", "}", r"\left(", r"\right)", r"\begin{array}", r"\end{array}",
+                  r"\begin{matrix}", r"\end{matrix}", "x", "+", "^", r"\leftarrow",
+                  r"\rightarrow", "1"]
+CLOSER = {"{": "}", r"\left(": r"\right)", r"\begin{array}": r"\end{array}",
+          r"\begin{matrix}": r"\end{matrix}"}
 
 
 def _balance(tokens: list[str]) -> tuple[bool, bool]:
-    """(nothing closed before it was opened, everything closed at the end)."""
-    open_counts = [0, 0, 0]
-    never_negative = True
+    """(every closer closed the innermost open thing, everything closed at the end)."""
+    stack: list[str] = []
     for token in tokens:
-        if token in OPENS:
-            open_counts[OPENS[token]] += 1
-        elif token in CLOSES:
-            open_counts[CLOSES[token]] -= 1
-            never_negative = never_negative and open_counts[CLOSES[token]] >= 0
-    return never_negative, open_counts == [0, 0, 0]
+        if token in CLOSER:
+            stack.append(CLOSER[token])
+        elif token in CLOSER.values():
+            if not stack or stack.pop() != token:
+                return False, False
+    return True, not stack
 
 
-def test_balance_constraint_rules_out_closing_nothing_and_ending_open():
+def _opened(constraint: BalanceConstraint, vocab: Vocab, prefixes: list[list[str]], xp=np):
+    """The constraint's state after each prefix (rows padded with <pad>, which changes nothing)."""
+    opened = constraint.nothing_open(len(prefixes), xp=xp)
+    for step in range(max(map(len, prefixes))):
+        tokens = np.array([vocab.token_to_id[p[step]] if step < len(p) else PAD_ID
+                           for p in prefixes], "int32")
+        opened = constraint.update(opened, tokens, xp=xp)
+    return np.asarray(opened)
+
+
+def test_balance_constraint_allows_only_the_innermost_closer_and_no_end_while_open():
     vocab = Vocab.build([" ".join(BALANCE_TOKENS)], min_freq=1)
     constraint = BalanceConstraint(vocab)
-    ids = {token: vocab.token_to_id[token] for token in BALANCE_TOKENS}
-    counts = np.array([[0, 0, 0], [1, 0, 0], [0, 2, 0], [0, 0, 1]], dtype="int32")
-    logits = np.zeros((4, len(vocab)), "float32")
+    ids = vocab.token_to_id
+    prefixes = [[], ["{"], [r"\left(", r"\left("], [r"\begin{array}"], ["{", r"\left("],
+                [r"\begin{array}", "{", "}"], [r"\left(", r"\begin{matrix}"],
+                ["{", "}", r"\left(", r"\right)"]]
+    innermost = [None, "}", r"\right)", r"\end{array}", r"\right)", r"\end{array}",
+                 r"\end{matrix}", None]
+    opened = _opened(constraint, vocab, prefixes)
+    assert (opened == _opened(constraint, vocab, prefixes, xp=ops)).all()  # compiled-loop twin
+    assert opened[:, 0].tolist() == [0, 1, 2, 1, 2, 1, 2, 0]  # how many are open
+    closers = {token: ids[token] for token in CLOSER.values()}
+    logits = np.zeros((len(prefixes), len(vocab)), "float32")
     logits[:, ids["x"]] = 1.0  # the model would write on
-    blocked = np.asarray(constraint.penalty(counts, logits)) < 0
-    assert (blocked == (constraint.penalty(counts, logits, xp=np) < 0)).all()  # host-side twin
-    closers = [ids["}"], ids[r"\right)"], ids[r"\end{array}"]]
-    assert blocked[0, closers].all() and not blocked[0, EOS_ID]
-    for row, kind in ((1, 0), (2, 1), (3, 2)):  # one kind open: its closer and nothing else
-        assert not blocked[row, closers[kind]] and blocked[row, EOS_ID]
-        assert blocked[row, [c for k, c in enumerate(closers) if k != kind]].all()
+    blocked = np.asarray(constraint.penalty(opened, logits, xp=ops)) < 0
+    assert (blocked == (constraint.penalty(opened, logits, xp=np) < 0)).all()
+    for row, closer in enumerate(innermost):
+        allowed = [token for token, i in closers.items() if not blocked[row, i]]
+        assert allowed == ([closer] if closer else [])
+        assert blocked[row, EOS_ID] == (closer is not None)
     assert not blocked[:, [ids[t] for t in ("{", "x", r"\leftarrow", r"\rightarrow")]].any()
     logits[:, EOS_ID] = 2.0  # the model would end: where something is open, it must close
-    blocked = np.asarray(constraint.penalty(counts, logits)) < 0
-    assert not blocked[0, EOS_ID] and blocked[0, closers].all()  # nothing open: it may end
-    for row, kind in ((1, 0), (2, 1), (3, 2)):
-        assert np.flatnonzero(~blocked[row]).tolist() == [closers[kind]]
-    after = np.asarray(constraint.update(counts, np.array([ids["{"], ids["}"], ids[r"\right)"],
-                                                           ids[r"\rightarrow"]])))
-    assert after.tolist() == [[1, 0, 0], [0, 0, 0], [0, 1, 0], [0, 0, 1]]
+    blocked = np.asarray(constraint.penalty(opened, logits)) < 0
+    for row, closer in enumerate(innermost):
+        assert np.flatnonzero(~blocked[row]).tolist() == [ids[closer] if closer else EOS_ID] or (
+            closer is None and not blocked[row, EOS_ID])
+    shallow = BalanceConstraint(vocab, depth=2)  # at the depth limit nothing more may open
+    full = _opened(shallow, vocab, [["{", r"\left("]])
+    blocked = shallow.penalty(full, np.zeros((1, len(vocab)), "float32"), xp=np) < 0
+    assert blocked[0, [ids[t] for t in CLOSER]].all()
+    assert not blocked[0, [ids[t] for t in ("x", r"\right)")]].any()
 
 
 def test_every_decoding_keeps_formulas_balanced_under_the_constraint():

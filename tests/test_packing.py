@@ -113,3 +113,6 @@ def test_cli_packs_data_sets_and_trains_on_a_repeated_pack(rendered, tmp_path, c
     assert (run / "last" / "model.weights.h5").exists()
     assert main(["train", "--data", f"{pack}:0-1", "--save_dir", str(run)]) == 1
     assert "a pack takes no formula ids" in capsys.readouterr().err
+    assert main(["pack", str(pack), "--data", f"{folder}:2-0"]) == 1
+    assert f"{folder}: 2-0: expected FIRST-LAST" in capsys.readouterr().err
+    assert read_pack(pack)[1] == FORMULAS[:3]  # the pack already written is left as it was

@@ -56,6 +56,14 @@ def test_latex_renders_a_simple_formula(latex: LatexRenderer) -> None:
     assert 35 <= width <= 60 and 25 <= height <= 40  # 10pt at 100 dpi: a display fraction
 
 
+def test_tokenized_dimensions_render(latex: LatexRenderer) -> None:
+    """``\\hspace { 1 c m }`` (how the data sets spell it) is the LaTeX ``\\hspace{1cm}``."""
+    spaced, plain = latex.render_batch([r"a \hspace { 1 c m } b", "a b"])
+    assert spaced.error is None and plain.error is None
+    gap = ink_size(spaced.image)[0] - ink_size(plain.image)[0]
+    assert 35 <= gap <= 45  # 1 cm at 100 dpi is 39 px, less the space between a and b
+
+
 @needs_latex
 def test_one_bad_formula_fails_alone_in_a_batch() -> None:
     formulas = ["a + b", r"\frac { 1 } { 2", "x ^ { 2 }", r"\undefinedmacro x", "c"]

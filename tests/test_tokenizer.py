@@ -12,6 +12,7 @@ from img2latex_lib.tokenizer import (
     UNK_ID,
     Vocab,
     normalize,
+    to_latex,
     tokenize,
 )
 
@@ -33,6 +34,21 @@ def test_fused_tokens_as_in_im2latex():
 def test_commands_that_start_like_left_and_right_are_not_fused():
     assert tokenize(r"\rightarrow\leftarrow\leftrightarrow") == [
         r"\rightarrow", r"\leftarrow", r"\leftrightarrow"]
+
+
+@pytest.mark.parametrize("tokens, latex", [
+    (r"a \hspace { 0 . 4 i n } b", r"a \hspace {0.4in} b"),
+    (r"\hspace* { 1 c m }", r"\hspace* {1cm}"),
+    (r"x \kern - 0 . 4 5 e m y", r"x \kern -0.45em y"),
+    (r"\rule { 1 c m } { 2 p t }", r"\rule {1cm} {2pt}"),
+    (r"\raisebox { - 1 e x } { a b }", r"\raisebox {-1ex} { a b }"),  # the content keeps spaces
+    (r"\kern \arraycolsep x", r"\kern \arraycolsep x"),  # no number: nothing to join
+    (r"\kern 3 x", r"\kern 3 x"),  # no unit
+    (r"x ^ { 2 }", r"x ^ { 2 }"),
+])
+def test_to_latex_writes_dimensions_whole_and_tokenizes_back(tokens, latex):
+    assert to_latex(tokens) == latex
+    assert " ".join(tokenize(latex)) == tokens
 
 
 def test_escapes_and_control_space():
