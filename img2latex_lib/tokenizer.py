@@ -232,6 +232,9 @@ def to_latex(formula: str) -> str:
     while i < len(tokens):
         out.append(tokens[i])
         arguments, i = DIMENSION_ARGUMENTS.get(tokens[i]), i + 1
+        if arguments and i < len(tokens) and tokens[i] == "*":  # \hspace * { ... }
+            out.append("*")
+            i += 1
         if arguments == 0:
             end = _bare_dimension_end(tokens, i)
             if end > i:

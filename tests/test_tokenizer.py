@@ -39,6 +39,7 @@ def test_commands_that_start_like_left_and_right_are_not_fused():
 @pytest.mark.parametrize("tokens, latex", [
     (r"a \hspace { 0 . 4 i n } b", r"a \hspace {0.4in} b"),
     (r"\hspace* { 1 c m }", r"\hspace* {1cm}"),
+    (r"\hspace * { 0 . 5 c m } .", r"\hspace * {0.5cm} ."),  # the normalizer splits the star
     (r"x \kern - 0 . 4 5 e m y", r"x \kern -0.45em y"),
     (r"\rule { 1 c m } { 2 p t }", r"\rule {1cm} {2pt}"),
     (r"\raisebox { - 1 e x } { a b }", r"\raisebox {-1ex} { a b }"),  # the content keeps spaces
