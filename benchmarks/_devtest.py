@@ -12,6 +12,8 @@ from img2latex_lib.datasets import Sample, load
 
 FIRST_ID = 7475
 SIZE = 1000
+#: Val ids set aside to choose settings on (the shipped model never trained on them).
+CALIBRATION = range(6975, 7475)
 ROOT = Path(__file__).resolve().parents[1]
 OUT_DIR = Path("test-output") / "accuracy"
 HEADER = ("id", "reference", "prediction")
@@ -31,6 +33,17 @@ def dev_test(n: int = SIZE) -> list[Sample]:
     dataset = load(VAL_DIR, ids=range(FIRST_ID, FIRST_ID + n))
     print(f"data: development test set, ids {FIRST_ID}-{FIRST_ID + n - 1}; {dataset.report()}")
     return dataset.samples
+
+
+def calibration_slice(n: int = len(CALIBRATION)) -> list[Sample]:
+    """The first ``n`` samples of the calibration slice; exit (status 0) if the data is absent."""
+    if not (VAL_DIR / "matching.txt").exists():
+        print(f"skipped: the im2latex-100k val data is not at {VAL_DIR.relative_to(ROOT)}")
+        sys.exit(0)
+    dataset = load(VAL_DIR, ids=CALIBRATION)
+    print(f"data: calibration slice, val ids {CALIBRATION.start}-{CALIBRATION.stop - 1}; "
+          f"{dataset.report()}")
+    return dataset.samples[:n]
 
 
 def checkpoint_or_exit(path: Path | None) -> Path:

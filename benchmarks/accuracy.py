@@ -2,6 +2,7 @@
 optionally next to a peer's predictions on the same ids (see ``benchmarks/peer.py``).
 
     python benchmarks/accuracy.py [--checkpoint DIR] [--n 1000] [--beams 1 5]
+                                  [--rerank [TOLERANCE ...]] [--calibration]
                                   [--peer PEER_TSV ...] [--out DIR] [--name NAME] [--quick]
 
 Writes the predictions of each decoding to ``<out>/<name>-greedy.tsv`` / ``<name>-beam<k>.tsv``
@@ -9,6 +10,10 @@ Writes the predictions of each decoding to ``<out>/<name>-greedy.tsv`` / ``<name
 ``tokenizer.normalize`` before scoring; a second table gives the un-normalised exact match.
 ``--beams`` with no sizes decodes nothing and only scores the ``--peer`` files (earlier
 predictions too, e.g. after a change to the renderer).
+``--rerank`` adds, for each beam size above 1, the same n-best lists render-checked
+(``rerank.RenderReranker``), at each tolerance given (default ``rerank.DEFAULT_TOLERANCE``);
+s/image then includes the rendering. ``--calibration`` scores the calibration slice (val ids
+6975-7474, never trained on) instead of the development test set: settings are chosen there.
 """
 
 from __future__ import annotations
@@ -20,12 +25,20 @@ import time
 from pathlib import Path
 
 from _common import machine
-from _devtest import OUT_DIR, checkpoint_or_exit, dev_test, read_predictions, write_tsv
+from _devtest import (
+    OUT_DIR,
+    calibration_slice,
+    checkpoint_or_exit,
+    dev_test,
+    read_predictions,
+    write_tsv,
+)
 
 from img2latex_lib.datasets import Sample
 from img2latex_lib.decoding import LatexProducer
 from img2latex_lib.metrics import bleu4, evaluate, exact_match, format_table
 from img2latex_lib.render import LatexRenderer
+from img2latex_lib.rerank import DEFAULT_TOLERANCE, RenderReranker, chosen_index
 from img2latex_lib.tokenizer import normalize
 
 COLUMNS = {
@@ -55,13 +68,28 @@ def raw_score(samples: list[Sample], predictions: list[str]) -> dict:
 
 
 def decode(producer: LatexProducer, samples: list[Sample], beam: int,
-           batch_size: int) -> tuple[list[str], float]:
-    """Predictions for all samples and the wall time per image (preprocessing included)."""
+           batch_size: int) -> tuple[list[list[str]], float]:
+    """Each sample's candidates, best-scored first (greedy: one), and the wall time per image
+    (preprocessing included)."""
     images = [s.image for s in samples]
     producer.predict(images[:1], beam_size=beam)  # trace the compiled functions first
     start = time.perf_counter()
-    predictions = producer.predict(images, beam_size=beam, batch_size=batch_size)
-    return predictions, (time.perf_counter() - start) / len(images)
+    if beam == 1:
+        candidates = [[p] for p in producer.predict(images, batch_size=batch_size)]
+    else:
+        candidates = [[latex for latex, _ in n]
+                      for n in producer.nbest_lists(images, beam, batch_size)]
+    return candidates, (time.perf_counter() - start) / len(images)
+
+
+def reranked(samples: list[Sample], candidates: list[list[str]],
+             tolerances: list[float]) -> tuple[dict[float, list[str]], float]:
+    """The render-checked choice at each tolerance, and the seconds per image it adds."""
+    start = time.perf_counter()
+    distances = RenderReranker().distances([s.image for s in samples], candidates)
+    seconds = (time.perf_counter() - start) / len(samples)
+    return {t: [c[chosen_index(d, t)] for c, d in zip(candidates, distances, strict=True)]
+            for t in tolerances}, seconds
 
 
 def main() -> None:
@@ -78,12 +106,18 @@ def main() -> None:
     parser.add_argument("--name", default=None, help="file/table name (default: checkpoint's)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--quick", action="store_true", help="20 images only")
+    parser.add_argument("--rerank", type=float, nargs="*", default=None, metavar="TOLERANCE",
+                        help="also score the beams render-checked (default tolerance "
+                        f"{DEFAULT_TOLERANCE})")
+    parser.add_argument("--calibration", action="store_true",
+                        help="score val ids 6975-7474 (the calibration slice) instead")
     parser.add_argument("--unbalanced", action="store_true",
                         help="decode without the balance constraint (braces, \\left/\\right, "
                         "environments)")
     args = parser.parse_args()
 
-    samples = dev_test(20 if args.quick else args.n)
+    samples = (calibration_slice if args.calibration else dev_test)(20 if args.quick else args.n)
+    tolerances = [] if args.rerank is None else (args.rerank or [DEFAULT_TOLERANCE])
     peers = {path: read_predictions(path) for path in args.peer}
     if not args.beams and not peers:
         sys.exit("nothing to score: give --beams, --peer or both")
@@ -95,11 +129,20 @@ def main() -> None:
     seconds: dict[str, float] = {}
     for beam in args.beams:
         label = f"{name} " + ("greedy" if beam == 1 else f"beam {beam}")
-        predictions, seconds[label] = decode(producer, samples, beam, args.batch_size)
-        path = args.out / f"{name}-{'greedy' if beam == 1 else f'beam{beam}'}.tsv"
-        write_tsv(path, samples, predictions)
-        systems[label] = (samples, predictions)
-        print(f"{label}: {seconds[label]:.3f} s/image; predictions in {path}")
+        candidates, seconds[label] = decode(producer, samples, beam, args.batch_size)
+        decodings = {label: (f"{name}-{'greedy' if beam == 1 else f'beam{beam}'}",
+                             [c[0] for c in candidates])}
+        if beam > 1 and tolerances:
+            choices, extra = reranked(samples, candidates, tolerances)
+            for tolerance, predictions in choices.items():
+                checked = f"{label} + render check ({tolerance:g})"
+                seconds[checked] = seconds[label] + extra
+                decodings[checked] = (f"{name}-beam{beam}-rerank{tolerance:g}", predictions)
+        for label, (stem, predictions) in decodings.items():
+            path = args.out / (stem + ("-calibration" if args.calibration else "") + ".tsv")
+            write_tsv(path, samples, predictions)
+            systems[label] = (samples, predictions)
+            print(f"{label}: {seconds[label]:.3f} s/image; predictions in {path}")
 
     ours = dict(systems)
     for path, by_id in peers.items():

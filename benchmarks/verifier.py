@@ -24,10 +24,10 @@ import argparse
 import time
 
 import numpy as np
-from _common import VAL_DIR, machine, table
-from _devtest import FIRST_ID, checkpoint_or_exit, dev_test
+from _common import machine, table
+from _devtest import CALIBRATION, FIRST_ID, calibration_slice, checkpoint_or_exit, dev_test
 
-from img2latex_lib.datasets import Sample, load
+from img2latex_lib.datasets import Sample
 from img2latex_lib.decoding import LatexProducer
 from img2latex_lib.metrics import bitmaps_match
 from img2latex_lib.preprocess import load_image
@@ -35,7 +35,6 @@ from img2latex_lib.render import LatexRenderer
 from img2latex_lib.selftrain import DEFAULT_MARGIN, DEFAULT_THRESHOLD, Verifier, render_phases
 from img2latex_lib.tokenizer import normalize
 
-CALIBRATION = range(6975, 7475)
 THRESHOLDS = (0.4, 0.5, 0.6, 0.7, 0.8, 1.0, 1.3, 1.6, 2.0)
 MARGINS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.8)
 
@@ -93,7 +92,7 @@ def main() -> None:
     args = parser.parse_args()
     n = 20 if args.quick else args.n
     test_samples = dev_test(n)
-    calibration = load(VAL_DIR, ids=CALIBRATION).samples[:n]
+    calibration = calibration_slice(n)
     producer = LatexProducer(checkpoint_or_exit(args.checkpoint))
     print(f"{machine()}\ncheckpoint: {producer.checkpoint_dir}, beam {args.beam}\n")
 

@@ -99,6 +99,9 @@ def _add_predict(sub) -> None:
     p.add_argument("--checkpoint", type=Path, default=None, help="default: the shipped model")
     p.add_argument("--beam", type=int, default=1, help="beam size (1 = greedy)")
     p.add_argument("--temperature", type=float, default=None, help="sample instead")
+    p.add_argument("--rerank", action="store_true",
+                   help="with --beam N: render the beam's candidates and keep the one that "
+                   "reproduces the image (images typeset like im2latex-100k; needs pdflatex)")
     p.add_argument("--render", action="store_true", help="save IMAGE.pred.png: input above "
                    "the rendered prediction")
     p.add_argument("--format", choices=["tsv", "json"], default=None,
@@ -304,13 +307,15 @@ def cmd_predict(args) -> None:
             raise FileNotFoundError(f"{path}: no such file")
     if args.render:
         for path in args.images:
-            latex, figure = producer.predict(str(path), beam_size=args.beam, render=True)
+            latex, figure = producer.predict(str(path), beam_size=args.beam, render=True,
+                                             rerank=args.rerank)
             latex, out = to_latex(latex), path.with_suffix(".pred.png")
             figure.savefig(out, bbox_inches="tight", dpi=120)
             print(f"{path}\t{latex}\t{out}" if len(paths) > 1 else latex)
         return
     latex = [to_latex(text) for text in producer.predict(
-        paths, beam_size=args.beam, temperature=args.temperature, batch_size=args.batch_size)]
+        paths, beam_size=args.beam, temperature=args.temperature, batch_size=args.batch_size,
+        rerank=args.rerank)]
     output_format = args.format or ("tsv" if len(paths) > 1 else "plain")
     if output_format == "json":
         print(json.dumps([{"image": p, "latex": t} for p, t in zip(paths, latex, strict=True)],

@@ -359,6 +359,7 @@ class LatexProducer:
         self.model, self.vocab, self.config = load_from_checkpoint(
             self.checkpoint_dir, verbose=verbose)
         self.decoder = StepDecoder(self.model, BalanceConstraint(self.vocab) if balanced else None)
+        self._reranker = None
 
     @classmethod
     def from_model(cls, model, vocab: Vocab, balanced: bool = True) -> LatexProducer:
@@ -367,6 +368,7 @@ class LatexProducer:
         producer.checkpoint_dir = None
         producer.model, producer.vocab, producer.config = model, vocab, model.config
         producer.decoder = StepDecoder(model, BalanceConstraint(vocab) if balanced else None)
+        producer._reranker = None
         return producer
 
     def prepare(self, images: Sequence) -> list[np.ndarray]:
@@ -397,15 +399,32 @@ class LatexProducer:
         batch_size: int = 16,
         render: bool = False,
         seed: int | None = None,
+        rerank: bool = False,
     ):
         """LaTeX for one image (a str) or a list of images (a list of str, in the given order).
 
         ``beam_size > 1`` uses beam search, ``temperature`` samples instead of the argmax.
-        With ``render=True`` a single image returns ``(latex, figure)``: the input above the
-        rendered prediction.
+        ``rerank=True`` (with beam search) renders the beam's candidates and keeps the one that
+        reproduces the image (:class:`rerank.RenderReranker`; needs pdflatex). With
+        ``render=True`` a single image returns ``(latex, figure)``: the input above the rendered
+        prediction.
         """
         single = not isinstance(images, list | tuple)
         items = [images] if single else list(images)
+        if rerank:
+            results = self._reranked(items, beam_size, batch_size)
+        else:
+            results = self._decoded(items, beam_size, temperature, batch_size, seed)
+        if render:
+            from .render import prediction_figure
+
+            if not single:
+                raise ValueError("render=True works with one image at a time")
+            return results[0], prediction_figure(items[0], results[0])
+        return results[0] if single else results
+
+    def _decoded(self, items: list, beam_size: int, temperature: float | None,
+                 batch_size: int, seed: int | None) -> list[str]:
         results = [""] * len(items)
         rng = np.random.default_rng(seed)
         for chunk, batch in self._batches(items, batch_size):
@@ -416,13 +435,18 @@ class LatexProducer:
                 decoded = greedy(self.decoder, batch, self.config.max_len, temperature, rng)
             for index, ids in zip(chunk, decoded, strict=True):
                 results[index] = self.vocab.decode(ids)
-        if render:
-            from .render import prediction_figure
+        return results
 
-            if not single:
-                raise ValueError("render=True works with one image at a time")
-            return results[0], prediction_figure(items[0], results[0])
-        return results[0] if single else results
+    def _reranked(self, items: list, beam_size: int, batch_size: int) -> list[str]:
+        if beam_size < 2:
+            raise ValueError(f"rerank chooses among a beam's candidates: it needs a beam size "
+                             f"of 2 or more, got {beam_size}")
+        if self._reranker is None:
+            from .rerank import RenderReranker
+
+            self._reranker = RenderReranker()
+        lists = self.nbest_lists(items, beam_size, batch_size)
+        return self._reranker.choose(items, [[latex for latex, _ in n] for n in lists])
 
     def nbest(self, image, beam_size: int = 5) -> list[tuple[str, float]]:
         """The beam's n-best list for one image: (latex, length-normalised score), best first."""

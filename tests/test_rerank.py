@@ -1,0 +1,88 @@
+"""Tests for img2latex_lib.rerank: choosing among a beam's candidates by rendering them, with real
+pdflatex renders."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from PIL import Image
+
+from img2latex_lib.cli import main
+from img2latex_lib.decoding import LatexProducer
+from img2latex_lib.render import LatexRenderer, latex_available
+from img2latex_lib.rerank import RenderReranker, chosen_index
+from img2latex_lib.selftrain import Verifier
+from tests.test_cli import checkpoint, images  # noqa: F401  (fixtures)
+
+needs_latex = pytest.mark.skipif(not latex_available(), reason="pdflatex or gs not installed")
+
+FORMULA = r"\frac { a + b } { c _ { 1 } } = \alpha ^ { 2 } - x _ { i }"
+ALIKE = r"\frac { a + b } { c _ 1 } = \alpha ^ 2 - x _ i"  # another spelling, the same picture
+WRONG = r"\frac { a + d } { c _ { 1 } } = \alpha ^ { 2 } - x _ { i }"  # one symbol changed
+
+
+@pytest.mark.parametrize(("distances", "tolerance", "index"), [
+    ([math.inf, math.inf], 0.5, 0),  # nothing matches: the beam's first
+    ([], 0.5, 0),
+    ([2.0, 0.1, 0.3], 0.5, 1),  # the first is much worse: the best match
+    ([0.4, 0.1, 0.0], 0.5, 0),  # the first matches about as well: the model's choice stands
+    ([0.4, 0.1, 0.0], 0.0, 2),
+    ([math.inf, 0.9, 0.2], 1.0, 1),
+])
+def test_chosen_index_prefers_the_best_scored_among_close_matches(distances, tolerance, index):
+    assert chosen_index(distances, tolerance) == index
+
+
+@pytest.fixture(scope="module")
+def reranker() -> RenderReranker:
+    return RenderReranker(verifier=Verifier(
+        renderer=LatexRenderer(template="im2latex", downsample=1, workers=1)))
+
+
+@pytest.fixture(scope="module")
+def typeset() -> Image.Image:
+    """The formula typeset the way the im2latex-100k images were."""
+    return LatexRenderer(template="im2latex", workers=1).render(FORMULA)
+
+
+@needs_latex
+def test_the_candidate_that_reproduces_the_image_wins(reranker, typeset):
+    assert reranker.choose([typeset], [[WRONG, FORMULA]]) == [FORMULA]
+    assert reranker.choose([typeset], [[FORMULA, WRONG]]) == [FORMULA]
+    distances = reranker.distances([typeset], [[WRONG, FORMULA, ALIKE]])[0]
+    assert distances[1] < 0.5 and distances[2] < 0.5 < distances[0]
+    # spellings that render alike: the model's order decides
+    assert reranker.choose([typeset], [[ALIKE, FORMULA]]) == [ALIKE]
+    assert reranker.choose([typeset, typeset], [[], [WRONG]]) == ["", WRONG]
+
+
+@needs_latex
+def test_an_image_of_another_size_keeps_the_beams_first_candidate(reranker, typeset):
+    larger = typeset.resize((typeset.width * 3, typeset.height * 3), Image.Resampling.LANCZOS)
+    assert reranker.distances([larger], [[WRONG, FORMULA]]) == [[math.inf, math.inf]]
+    assert reranker.choose([larger], [[WRONG, FORMULA]]) == [WRONG]
+
+
+@needs_latex
+def test_producer_reranks_its_own_beam(checkpoint, images):  # noqa: F811
+    producer = LatexProducer(checkpoint)
+    paths = [str(p) for p in images]
+    nbest = producer.nbest_lists(paths, 3)
+    chosen = producer.predict(paths, beam_size=3, rerank=True)
+    assert [c in [latex for latex, _ in n] for c, n in zip(chosen, nbest, strict=True)] == [
+        True] * len(paths)
+    # boxes that no formula of this vocabulary reproduces: the beam's first candidates stay
+    assert chosen == producer.predict(paths, beam_size=3)
+    with pytest.raises(ValueError, match="beam size of 2 or more, got 1"):
+        producer.predict(paths, rerank=True)
+
+
+@needs_latex
+def test_cli_predict_rerank(checkpoint, images, capsys):  # noqa: F811
+    args = ["predict", *map(str, images), "--checkpoint", str(checkpoint), "--rerank"]
+    assert main([*args, "--beam", "3"]) == 0
+    rows = [line.split("\t") for line in capsys.readouterr().out.strip().splitlines()]
+    assert [row[0] for row in rows] == [str(p) for p in images]
+    assert main(args) == 1
+    assert "needs a beam size of 2 or more" in capsys.readouterr().err
