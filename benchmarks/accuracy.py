@@ -9,7 +9,8 @@ Writes the predictions of each decoding to ``<out>/<name>-greedy.tsv`` / ``<name
 (``id, reference, prediction``). References and predictions are normalised with
 ``tokenizer.normalize`` before scoring; a second table gives the un-normalised exact match.
 ``--beams`` with no sizes decodes nothing and only scores the ``--peer`` files (earlier
-predictions too, e.g. after a change to the renderer).
+predictions too, e.g. after a change to the renderer). Every system that covers all the ids is
+also scored on the ids of each one that covers only some (a peer run on a sample).
 ``--rerank`` adds, for each beam size above 1, the same n-best lists render-checked
 (``rerank.RenderReranker``), at each tolerance given (default ``rerank.DEFAULT_TOLERANCE``);
 s/image then includes the rendering. ``--calibration`` scores the calibration slice (val ids
@@ -144,18 +145,19 @@ def main() -> None:
             systems[label] = (samples, predictions)
             print(f"{label}: {seconds[label]:.3f} s/image; predictions in {path}")
 
-    ours = dict(systems)
     for path, by_id in peers.items():
         shared = [s for s in samples if s.formula_id in by_id]
         if not shared:
             sys.exit(f"{path}: none of its ids are among the {len(samples)} evaluated")
         systems[path.stem] = (shared, [by_id[s.formula_id] for s in shared])
-        if len(shared) < len(samples):  # compare on the peer's ids too
-            keep = {s.formula_id for s in shared}
-            for label, (own, predictions) in ours.items():
+    complete = {label: pair for label, pair in systems.items() if len(pair[0]) == len(samples)}
+    for partial, (subset, _) in list(systems.items()):
+        if len(subset) < len(samples):  # the others on this system's ids too
+            keep = {s.formula_id for s in subset}
+            for label, (own, predictions) in complete.items():
                 pairs = [(s, p) for s, p in zip(own, predictions, strict=True)
                          if s.formula_id in keep]
-                systems[f"{label} (ids of {path.stem})"] = (
+                systems[f"{label} (ids of {partial})"] = (
                     [s for s, _ in pairs], [p for _, p in pairs])
 
     renderer = LatexRenderer("amsmath")

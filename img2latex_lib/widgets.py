@@ -63,6 +63,10 @@ class Demo:
                                          multiple=False, description="Upload image")
         self.beam = widgets.IntSlider(value=1, min=1, max=10, description="Beam size",
                                       continuous_update=False)
+        self.check = widgets.Checkbox(value=False, description="check by rendering",
+                                      indent=False, disabled=True,
+                                      tooltip="render the beam's candidates and keep the one "
+                                      "that reproduces the image (beam size 2 or more)")
         self.path = widgets.Text(placeholder="... or type an image path and press Enter",
                                  description="Image path", continuous_update=False,
                                  layout=widgets.Layout(width="60%"))
@@ -76,7 +80,7 @@ class Demo:
         self.output = widgets.VBox([self.image, self.latex_box, self.rendered])
         self.widget = widgets.VBox([
             widgets.HTML("<b>Img2LaTeX</b>: upload a PNG or JPEG image of a formula"),
-            widgets.HBox([self.upload, self.beam]),
+            widgets.HBox([self.upload, self.beam, self.check]),
             self.path,
             self.message,
             self.output,
@@ -95,6 +99,7 @@ class Demo:
             self._say("Upload an image (or type a path) to see its LaTeX.", "info")
         self.upload.observe(self._on_upload, names="value")
         self.beam.observe(self._on_beam, names="value")
+        self.check.observe(self._on_beam, names="value")
         self.path.observe(self._on_path, names="value")
 
     def _repr_mimebundle_(self, **kwargs):
@@ -120,15 +125,17 @@ class Demo:
         except ImageError as error:
             return self._fail(str(error))
         self._last = (source, name)
-        self._say(f"{name}: predicting with beam size {self.beam.value} ...", "info")
+        rerank = self.check.value and self.beam.value > 1
+        how = f"beam size {self.beam.value}" + (", checked by rendering," if rerank else "")
+        self._say(f"{name}: predicting with {how} ...", "info")
         start = time.perf_counter()
-        latex = to_latex(self.producer.predict(image, beam_size=self.beam.value))
+        latex = to_latex(self.producer.predict(image, beam_size=self.beam.value, rerank=rerank))
         seconds = time.perf_counter() - start
         self.image.value = _png_bytes(image)
         self.latex_box.value = latex
         self.rendered.value = f"$$ {html.escape(latex)} $$" if latex else ""
         outcome = "predicted" if latex else "the model predicted an empty formula"
-        self._say(f"{name}: {outcome} with beam size {self.beam.value} in {seconds:.1f} s", "ok")
+        self._say(f"{name}: {outcome} with {how} in {seconds:.1f} s", "ok")
         return latex
 
     def _fail(self, text: str) -> None:
@@ -149,6 +156,7 @@ class Demo:
             self.predict_bytes(upload["content"].tobytes(), upload["name"])
 
     def _on_beam(self, change: dict) -> None:
+        self.check.disabled = self.producer is None or self.beam.value < 2
         if self._last is not None:
             self._predict(*self._last)
 

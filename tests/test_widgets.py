@@ -79,6 +79,14 @@ def test_jpeg_upload_and_beam_change_predict_again(app, formula_png):
     assert_shows(app, app.producer.predict(jpeg), "photo.jpg", 1)
     app.beam.value = 3  # moving the slider predicts the last image again with the new beam
     assert_shows(app, app.producer.predict(jpeg, beam_size=3), "photo.jpg", 3)
+    assert not app.check.disabled  # a beam to choose from: the render check may be turned on
+    app.check.value = True  # ticking it predicts again, checked by rendering
+    expected = app.producer.predict(jpeg, beam_size=3, rerank=True)
+    assert app.latex_box.value == expected
+    assert app.status.startswith("photo.jpg: predicted with beam size 3, checked by rendering, in ")
+    app.check.value = False
+    app.beam.value = 1
+    assert app.check.disabled
 
 
 def test_scripted_use_by_path_bytes_and_text_box(app, formula_png, tmp_path):
