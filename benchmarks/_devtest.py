@@ -19,8 +19,8 @@ OUT_DIR = Path("test-output") / "accuracy"
 HEADER = ("id", "reference", "prediction")
 
 
-def dev_test(n: int = SIZE) -> list[Sample]:
-    """The first ``n`` samples of the development test set; exit (status 0) if it is absent.
+def _val_samples(ids: range, what: str) -> list[Sample]:
+    """The val samples with ``ids``, reported as ``what``; exit (status 0) if the data is absent.
 
     Samples the loader drops (empty, or over 150 tokens) are reported and left out.
     """
@@ -28,22 +28,21 @@ def dev_test(n: int = SIZE) -> list[Sample]:
         print(f"skipped: the im2latex-100k val data is not at {VAL_DIR.relative_to(ROOT)} "
               "(a symlink to it is needed for this benchmark)")
         sys.exit(0)
+    dataset = load(VAL_DIR, ids=ids)
+    print(f"data: {what}, val ids {ids.start}-{ids.stop - 1}; {dataset.report()}")
+    return dataset.samples
+
+
+def dev_test(n: int = SIZE) -> list[Sample]:
+    """The first ``n`` samples of the development test set; exit (status 0) if it is absent."""
     if not 0 < n <= SIZE:
         sys.exit(f"--n must be between 1 and {SIZE} (the development test set's size), got {n}")
-    dataset = load(VAL_DIR, ids=range(FIRST_ID, FIRST_ID + n))
-    print(f"data: development test set, ids {FIRST_ID}-{FIRST_ID + n - 1}; {dataset.report()}")
-    return dataset.samples
+    return _val_samples(range(FIRST_ID, FIRST_ID + n), "development test set")
 
 
 def calibration_slice(n: int = len(CALIBRATION)) -> list[Sample]:
     """The first ``n`` samples of the calibration slice; exit (status 0) if the data is absent."""
-    if not (VAL_DIR / "matching.txt").exists():
-        print(f"skipped: the im2latex-100k val data is not at {VAL_DIR.relative_to(ROOT)}")
-        sys.exit(0)
-    dataset = load(VAL_DIR, ids=CALIBRATION)
-    print(f"data: calibration slice, val ids {CALIBRATION.start}-{CALIBRATION.stop - 1}; "
-          f"{dataset.report()}")
-    return dataset.samples[:n]
+    return _val_samples(CALIBRATION, "calibration slice")[:n]
 
 
 def checkpoint_or_exit(path: Path | None) -> Path:
