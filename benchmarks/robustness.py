@@ -1,12 +1,14 @@
 """Robustness to the input's look: the same dev-test formulas (ids 7475 onwards) as the real
 im2latex-100k images, re-rendered at 0.5x, 1x, 2x and 3x their size, and as a JPEG screenshot.
 
-    python benchmarks/robustness.py [--checkpoint DIR] [--n 100] [--quick]
+    python benchmarks/robustness.py [--checkpoint DIR] [--n 100] [--rerank] [--quick]
 
 Sizes are re-rendered with ``LatexRenderer`` (im2latex template) at 200 dpi x factor, downsampled
 by 2 like the real images, which is what a screenshot at another zoom shows (not a resized
 bitmap). The screenshot is an antialiased render at 1.5x saved as JPEG quality 75 and read back.
-Greedy decoding; exact match and BLEU-4 after ``tokenizer.normalize``. A formula that fails to
+Greedy decoding; with ``--rerank`` also beam 5 and beam 5 checked by rendering
+(:class:`rerank.RenderReranker`, which rescales an image at another zoom to each candidate's
+render). Exact match and BLEU-4 after ``tokenizer.normalize``. A formula that fails to
 render in any condition is left out of all, so every row scores the same formulas.
 """
 
@@ -25,6 +27,7 @@ from PIL import Image
 from img2latex_lib.decoding import LatexProducer
 from img2latex_lib.metrics import bleu4, exact_match
 from img2latex_lib.render import IM2LATEX_DPI, LatexRenderer
+from img2latex_lib.rerank import RenderReranker
 from img2latex_lib.tokenizer import normalize
 
 SCALES = (0.5, 1.0, 2.0, 3.0)
@@ -52,6 +55,8 @@ def main() -> None:
                         help="checkpoint folder (default: the shipped one)")
     parser.add_argument("--n", type=int, default=100, help="first n ids of the dev test set")
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--rerank", action="store_true",
+                        help="also score beam 5, and beam 5 checked by rendering")
     parser.add_argument("--quick", action="store_true", help="10 formulas only")
     args = parser.parse_args()
 
@@ -72,17 +77,28 @@ def main() -> None:
 
     producer = LatexProducer(checkpoint_or_exit(args.checkpoint))
     references = [normalize(formulas[i]) for i in keep]
+    reranker = RenderReranker() if args.rerank else None
     rows = []
     for name, images in conditions.items():
         chosen = [images[i] for i in keep]
-        predictions = [normalize(p) for p in producer.predict(chosen,
-                                                              batch_size=args.batch_size)]
+        decodings = {"greedy": producer.predict(chosen, batch_size=args.batch_size)}
+        if reranker:
+            lists = [[latex for latex, _ in n]
+                     for n in producer.nbest_lists(chosen, 5, args.batch_size)]
+            decodings["beam 5"] = [n[0] if n else "" for n in lists]
+            decodings["beam 5 + render check"] = reranker.choose(chosen, lists)
         height = statistics.median(image.height for image in chosen)
-        rows.append([name, f"{height:g}", f"{exact_match(references, predictions):.3f}",
-                     f"{bleu4(references, predictions):.3f}"])
+        row = [name, f"{height:g}"]
+        for predictions in decodings.values():
+            predictions = [normalize(p) for p in predictions]
+            row += [f"{exact_match(references, predictions):.3f}",
+                    f"{bleu4(references, predictions):.3f}"]
+        rows.append(row)
     print(f"{machine()}\ncheckpoint: {producer.checkpoint_dir.name}; {len(keep)} of "
-          f"{len(samples)} formulas rendered in every condition; greedy decoding\n")
-    print(table(["input", "median height (px)", "exact match", "BLEU-4"], rows))
+          f"{len(samples)} formulas rendered in every condition\n")
+    print(table(["input", "median height (px)",
+                 *(f"{decoding} {figure}" for decoding in decodings
+                   for figure in ("exact match", "BLEU-4"))], rows))
     print("\nScored after tokenizer.normalize on references and predictions. Heights are of the "
           "image as given to the model: the real images carry white padding to a bucket size, "
           "the re-rendered ones are cropped to the ink with a 4 px margin.")

@@ -82,6 +82,8 @@ def train(args, state: dict, pseudo_dirs: list[Path], run_dir: Path) -> None:
         command.append("--augment")
     if args.max_steps:
         command += ["--max_steps", str(args.max_steps)]
+    if args.max_minutes:
+        command += ["--max_minutes", str(args.max_minutes)]
     start = time.perf_counter()
     if cli.main(command) != 0:
         raise SystemExit("training failed (see above); rerun the same command to resume")
@@ -117,6 +119,8 @@ def main() -> None:
                         help="times each accepted pseudo-label is seen per epoch")
     parser.add_argument("--num_epochs", type=int, default=1)
     parser.add_argument("--max_steps", type=int, default=None)
+    parser.add_argument("--max_minutes", type=float, default=None,
+                        help="training time budget (the learning rate decays over it)")
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--warmup_steps", type=int, default=100)
     parser.add_argument("--batch_size", type=int, default=32)

@@ -29,7 +29,7 @@ from PIL import Image
 
 from .datasets import DEFAULT_SPLIT, FORMULA_FILES, IMAGE_DIRS, atomic_write
 from .metrics import bitmaps_match, max_filter
-from .render import LatexRenderer, Renderer, shrink
+from .render import LatexRenderer, Renderer, RenderResult, shrink
 from .tokenizer import _atom_end, normalize
 
 # Calibrated with the third release's beam-5 candidates (benchmarks/verifier.py): the setting that
@@ -147,16 +147,18 @@ class Verifier:
         """One verdict per image; each image's candidates are ordered best-scored first."""
         flat = [c for candidates in candidate_lists for c in candidates]
         results = iter(self.renderer.render_batch(flat))
-        return [self._judge(np.asarray(image.convert("L") if isinstance(image, Image.Image)
-                                       else image),
-                            [next(results) for _ in candidates])
+        return [self.judge(np.asarray(image.convert("L") if isinstance(image, Image.Image)
+                                      else image),
+                           [next(results) for _ in candidates])
                 for image, candidates in zip(images, candidate_lists, strict=True)]
 
     def verify(self, image: np.ndarray | Image.Image, candidates: Sequence[str]) -> Verdict:
         """The verdict for one image and its candidates (best-scored first)."""
         return self.verify_batch([image], [candidates])[0]
 
-    def _judge(self, image: np.ndarray, results) -> Verdict:
+    def judge(self, image: np.ndarray, results: Sequence[RenderResult]) -> Verdict:
+        """The verdict for a grey ``image`` given its candidates' renders (best-scored first),
+        made by :attr:`renderer`."""
         fine = [None if r.image is None else np.asarray(r.image) for r in results]
         if all(f is None for f in fine):
             reason = results[0].error if results else "no candidates"

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from img2latex_lib.cli import main
 from img2latex_lib.decoding import LatexProducer
 from img2latex_lib.render import LatexRenderer, latex_available
-from img2latex_lib.rerank import RenderReranker, chosen_index
+from img2latex_lib.rerank import RenderReranker, chosen_index, rescaled_distance
 from img2latex_lib.selftrain import Verifier
 from tests.test_cli import checkpoint, images  # noqa: F401  (fixtures)
 
@@ -58,10 +59,27 @@ def test_the_candidate_that_reproduces_the_image_wins(reranker, typeset):
 
 
 @needs_latex
-def test_an_image_of_another_size_keeps_the_beams_first_candidate(reranker, typeset):
-    larger = typeset.resize((typeset.width * 3, typeset.height * 3), Image.Resampling.LANCZOS)
-    assert reranker.distances([larger], [[WRONG, FORMULA]]) == [[math.inf, math.inf]]
-    assert reranker.choose([larger], [[WRONG, FORMULA]]) == [WRONG]
+@pytest.mark.parametrize("dpi", [100, 300, 600])  # 0.5x, 1.5x and 3x the im2latex size
+def test_an_image_at_another_zoom_is_compared_rescaled(reranker, dpi):
+    zoomed = LatexRenderer(template="im2latex", workers=1, dpi=dpi).render(FORMULA)
+    wrong, right = reranker.distances([zoomed], [[WRONG, FORMULA]])[0]
+    assert right + 1 < wrong < math.inf
+    assert reranker.choose([zoomed], [[WRONG, FORMULA]]) == [FORMULA]
+    assert reranker.choose([zoomed], [[FORMULA, WRONG]]) == [FORMULA]
+
+
+@needs_latex
+def test_an_image_no_candidate_matches_keeps_the_beams_first_candidate(reranker):
+    other = LatexRenderer(template="im2latex", workers=1, dpi=600).render(r"x + y")
+    assert reranker.distances([other], [[WRONG, FORMULA]]) == [[math.inf, math.inf]]
+    assert reranker.choose([other], [[WRONG, FORMULA]]) == [WRONG]
+
+
+@needs_latex
+def test_rescaling_is_only_for_another_zoom(reranker, typeset):
+    fine = np.asarray(reranker.verifier.renderer.render(FORMULA))
+    assert rescaled_distance(np.asarray(typeset), fine) == math.inf  # same size: no rescaling
+    assert rescaled_distance(np.full((40, 200), 255, np.uint8), fine) == math.inf  # blank
 
 
 @needs_latex
