@@ -45,18 +45,28 @@ def _balance_kind(token: str) -> tuple[str, int] | None:
     return None
 
 
+#: Tokens that end an array row, and the column letters of an array's spec (``{ c c l }``).
+ROW_ENDS, COLUMN_LETTERS = ("\\\\", "\\cr"), ("c", "l", "r", "p")
+_LIMIT = 64  # tabs and columns counted per array, at most
+
+
 class BalanceConstraint:
     """Keeps decoded formulas balanced and properly nested: a closing brace, ``\\right…`` or
     ``\\end{name}`` only where the innermost open thing is of its kind (``\\end{array}`` closes
-    only ``\\begin{array}``), and no <eos> while something is still open.
+    only ``\\begin{array}``), no <eos> while something is still open, and no more ``&`` in an
+    array row than its column spec allows (``\\begin{array} { c c }``: one per row).
 
-    Unbalanced or mis-nested output was the most common reason a prediction did not compile. The
-    decoder keeps, for each formula, a stack of the kinds open (``opened``: [B, 1 + depth] int32,
-    column 0 the number open, columns 1… the kinds, innermost last) and adds :meth:`penalty` to the
-    log-probabilities, so the model's best *allowed* token wins. Where the model would end the
-    formula with something open, only the closer of the innermost open kind is allowed, so it
-    closes rather than writing on. The token limit still ends a formula where it stands; at
-    ``depth`` open things, nothing more may open.
+    Unbalanced or mis-nested output was the most common reason a prediction did not compile, and
+    an extra ``&`` in an array row the next. The decoder keeps, for each formula, a stack of what
+    is open (``opened``: [B, 1 + depth] int32, column 0 the number open, columns 1… one value per
+    open thing, innermost last) and adds :meth:`penalty` to the log-probabilities, so the model's
+    best *allowed* token wins. Where the model would end the formula with something open, only the
+    closer of the innermost open kind is allowed, so it closes rather than writing on. The token
+    limit still ends a formula where it stands; at ``depth`` open things, nothing more may open.
+
+    Each open thing's value packs its kind with, for an array, how far its spec is read (0 just
+    opened, 1 inside the spec's braces, 2 in the body), the ``&`` in its current row and its
+    column count (0: unknown, no limit): ``kind + K * (phase + 3 * (tabs + 64 * columns))``.
     """
 
     def __init__(self, vocab: Vocab, depth: int = 32):
@@ -69,24 +79,69 @@ class BalanceConstraint:
             np.array([ids[f[0]] if f and f[1] == sign else 0
                       for f in (found[i] for i in range(len(vocab)))], np.int32)
             for sign in (1, -1))
+        self.brace, self.array = ids.get("{", -1), ids.get("\\begin{array}", -1)
+
+        def marks(tokens) -> np.ndarray:
+            return np.isin(np.arange(len(vocab)),
+                           [vocab.token_to_id[t] for t in tokens if t in vocab.token_to_id])
+
+        #: Per token [V] bool: ``&``, a row end, a column letter.
+        self.tab, self.row_end, self.column = marks(["&"]), marks(ROW_ENDS), marks(COLUMN_LETTERS)
         self.depth = depth
 
     def nothing_open(self, batch: int, xp=np):
         """The ``opened`` state of ``batch`` formulas before their first token."""
         return xp.zeros((batch, self.depth + 1), "int32")
 
+    def _tables(self, xp):
+        tables = (self.opens, self.closes, self.tab, self.row_end, self.column)
+        return tuple(ops.convert_to_tensor(t) for t in tables) if xp is ops else tables
+
+    def _fields(self, value, xp):
+        """(kind, phase, tabs, columns) of packed stack values."""
+        k = len(self.kinds)
+        rest = xp.floor_divide(value, k)
+        return (xp.mod(value, k), xp.mod(rest, 3), xp.mod(xp.floor_divide(rest, 3), _LIMIT),
+                xp.floor_divide(rest, 3 * _LIMIT))
+
+    def _at(self, opened, index, xp):
+        return xp.take_along_axis(opened, index[:, None], axis=1)[:, 0]
+
     def update(self, opened, tokens, xp=ops):
         """``opened`` after ``tokens`` [B]; ``xp`` as for :meth:`penalty`."""
-        opens, closes = self.opens, self.closes
-        if xp is ops:
-            opens, closes = ops.convert_to_tensor(opens), ops.convert_to_tensor(closes)
+        opens, closes, tab, row_end, column = self._tables(xp)
         kind, closed = xp.take(opens, tokens, axis=0), xp.take(closes, tokens, axis=0) > 0
+        is_tab, is_row_end, is_column = (xp.take(t, tokens, axis=0) for t in (tab, row_end, column))
         count = opened[:, 0]
-        column = xp.arange(self.depth + 1)[None]
-        pushed = xp.logical_and(xp.equal(column, (count + 1)[:, None]), (kind > 0)[:, None])
+        k = len(self.kinds)
+        # the innermost open thing, and the one it is in: an array reads its spec, counts tabs
+        top, below = self._at(opened, count, xp), self._at(opened, xp.maximum(count - 1, 0), xp)
+        top_kind, top_phase, top_tabs, _ = self._fields(top, xp)
+        below_kind, below_phase, _, below_columns = self._fields(below, xp)
+        array_top = xp.logical_and(count > 0, xp.equal(top_kind, self.array))
+        starts = xp.logical_and(array_top, xp.equal(top_phase, 0))
+        body = xp.logical_and(array_top, xp.equal(top_phase, 2))
+        top = top + xp.where(starts, k * xp.where(xp.equal(kind, self.brace), 1, 2), 0)
+        top = top + 3 * k * xp.where(
+            xp.logical_and(body, xp.logical_and(is_tab, top_tabs < _LIMIT - 1)), 1,
+            xp.where(xp.logical_and(body, is_row_end), -top_tabs, 0))
+        spec = xp.logical_and(xp.logical_and(count > 1, xp.equal(top_kind, self.brace)),
+                              xp.logical_and(xp.equal(below_kind, self.array),
+                                             xp.equal(below_phase, 1)))
+        below = below + xp.where(
+            xp.logical_and(spec, xp.logical_and(is_column, below_columns < _LIMIT - 1)),
+            3 * k * _LIMIT, 0)
+        below = below + xp.where(xp.logical_and(spec, closed), k, 0)  # the spec is read
+        position = xp.arange(self.depth + 1)[None]
+        inner = position > 0
+        opened = xp.where(xp.logical_and(inner, xp.equal(position, count[:, None])),
+                          top[:, None], opened)
+        opened = xp.where(xp.logical_and(inner, xp.equal(position, (count - 1)[:, None])),
+                          below[:, None], opened)
+        pushed = xp.logical_and(xp.equal(position, (count + 1)[:, None]), (kind > 0)[:, None])
         opened = xp.where(pushed, kind[:, None], opened)
         count = count + xp.where(kind > 0, 1, 0) - xp.where(closed, 1, 0)
-        return xp.where(xp.equal(column, 0), xp.maximum(count, 0)[:, None], opened)
+        return xp.where(xp.equal(position, 0), xp.maximum(count, 0)[:, None], opened)
 
     def penalty(self, opened, logits, xp=ops):
         """0 for the tokens allowed after ``opened`` [B, 1 + depth] when the model scores the next
@@ -95,11 +150,10 @@ class BalanceConstraint:
         ``xp`` is ``keras.ops`` (inside compiled loops) or ``numpy`` (host-side decoding, where
         eager tensor ops would cost more than the decoder step).
         """
-        opens, closes = self.opens[None], self.closes[None]  # [1, V]
-        if xp is ops:
-            opens, closes = ops.convert_to_tensor(opens), ops.convert_to_tensor(closes)
+        opens, closes, tab, _, _ = (t[None] for t in self._tables(xp))  # [1, V] each
         count = opened[:, :1]  # [B, 1]
-        innermost = xp.take_along_axis(opened, count, axis=1)  # its kind; 0 when nothing is open
+        innermost, phase, tabs, columns = self._fields(
+            xp.take_along_axis(opened, count, axis=1), xp)  # kind 0 when nothing is open
         still_open = count > 0
         is_eos = xp.equal(xp.arange(len(self.opens)), EOS_ID)[None]  # [1, V]
         wants_eos = xp.equal(xp.argmax(logits, axis=-1), EOS_ID)[:, None]  # [B, 1]
@@ -110,6 +164,10 @@ class BalanceConstraint:
         closing_time = xp.logical_and(still_open, wants_eos)
         blocked = xp.logical_or(blocked, xp.logical_and(closing_time,
                                                         xp.logical_not(closes_innermost)))
+        row_full = xp.logical_and(
+            xp.logical_and(still_open, xp.equal(innermost, self.array)),
+            xp.logical_and(xp.logical_and(xp.equal(phase, 2), columns > 0), tabs >= columns - 1))
+        blocked = xp.logical_or(blocked, xp.logical_and(row_full, tab))
         return xp.where(blocked, -1e9, 0.0)
 
 

@@ -150,6 +150,33 @@ def test_balance_constraint_allows_only_the_innermost_closer_and_no_end_while_op
     assert not blocked[0, [ids[t] for t in ("x", r"\right)")]].any()
 
 
+def test_array_rows_get_no_more_tabs_than_their_spec_has_columns():
+    vocab = Vocab.build([" ".join(BALANCE_TOKENS + ["&", "\\\\", "c", "l", "p", "3"])],
+                        min_freq=1)
+    constraint = BalanceConstraint(vocab)
+    two = [r"\begin{array}", "{", "c", "l", "}", "x"]
+    cases = [  # (prefix, & allowed next)
+        (two, True),
+        (two + ["&"], False),  # two columns: one & a row
+        (two + ["&", "x", "\\\\", "x"], True),  # a new row
+        (two + ["&", "x", "\\\\", "x", "&", "x"], False),
+        ([r"\begin{array}", "{", "p", "{", "3", "c", "}", "c", "}", "x", "&"], False),  # p{3c}: 1
+        ([r"\begin{array}", "{", "c", "}", *two, "&", "x", r"\end{array}"], False),  # outer: 1
+        ([r"\begin{array}", "{", "c", "}", *two], True),  # the inner array's own count
+        ([r"\begin{matrix}", "x", "&", "x", "&"], True),  # no spec, no limit
+        ([r"\begin{array}", "x", "&", "&"], True),
+        (["c", "l", "&"], True),
+    ]
+    prefixes = [prefix for prefix, _ in cases]
+    opened = _opened(constraint, vocab, prefixes)
+    assert (opened == _opened(constraint, vocab, prefixes, xp=ops)).all()  # compiled-loop twin
+    logits = np.zeros((len(cases), len(vocab)), "float32")
+    blocked = constraint.penalty(opened, logits, xp=np) < 0
+    assert (blocked == (np.asarray(constraint.penalty(opened, logits, xp=ops)) < 0)).all()
+    assert [not b for b in blocked[:, vocab.token_to_id["&"]]] == [ok for _, ok in cases]
+    assert not blocked[:, vocab.token_to_id["x"]].any()
+
+
 def test_every_decoding_keeps_formulas_balanced_under_the_constraint():
     vocab = Vocab.build([" ".join(BALANCE_TOKENS)], min_freq=1)
     model = build_model(Config(**{**SMALL, "vocab_size": len(vocab)}), verbose=False)
