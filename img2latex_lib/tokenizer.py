@@ -13,6 +13,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
 PAD, SOS, EOS, UNK = "<pad>", "<sos>", "<eos>", "<unk>"
@@ -224,7 +225,28 @@ def to_latex(formula: str) -> str:
     r"""LaTeX source of a space-tokenized formula: its tokens joined by spaces, except TeX
     dimensions, written whole (``\hspace { 0 . 4 i n }`` -> ``\hspace {0.4in}``,
     ``\kern - 1 m u`` -> ``\kern -1mu``): TeX ends a number at a space and reads a unit as one
-    word, so the spaced form does not compile. Other formulas come back unchanged."""
+    word, so the spaced form does not compile; and a prime glued to a prime or ``^`` after it
+    (``x ' ^ { 2 }`` -> ``x '^ { 2 }``): LaTeX's prime looks at the very next token, and a space
+    there makes a double superscript. Other formulas come back unchanged."""
+    return _glue_primes(_whole_dimensions(formula))
+
+
+def _glue_primes(formula: str) -> str:
+    """``'`` tokens joined to a ``'`` or ``^`` token that follows them."""
+    if "'" not in formula:
+        return formula
+    tokens = formula.split()
+    out = [tokens[0]]
+    for previous, token in pairwise(tokens):
+        if previous == "'" and token in ("'", "^"):
+            out[-1] += token
+        else:
+            out.append(token)
+    return " ".join(out)
+
+
+def _whole_dimensions(formula: str) -> str:
+    """TeX dimensions written whole (see :func:`to_latex`)."""
     tokens = formula.split()
     if not DIMENSION_ARGUMENTS.keys() & set(tokens):
         return formula

@@ -46,8 +46,9 @@ def test_commands_that_start_like_left_and_right_are_not_fused():
     (r"\kern \arraycolsep x", r"\kern \arraycolsep x"),  # no number: nothing to join
     (r"\kern 3 x", r"\kern 3 x"),  # no unit
     (r"x ^ { 2 }", r"x ^ { 2 }"),
+    (r"x ' ' ^ { 2 } + f ' ( y ' )", r"x ''^ { 2 } + f ' ( y ' )"),  # primes glued to ' and ^
 ])
-def test_to_latex_writes_dimensions_whole_and_tokenizes_back(tokens, latex):
+def test_to_latex_compiles_and_tokenizes_back(tokens, latex):
     assert to_latex(tokens) == latex
     assert " ".join(tokenize(latex)) == tokens
 
