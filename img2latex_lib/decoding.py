@@ -11,7 +11,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from .tokenizer import EOS_ID, SOS_ID, Vocab
+from .tokenizer import EOS_ID, PAD_ID, SOS_ID, Vocab
 
 
 def compile_fn(fn: Callable) -> Callable:
@@ -48,25 +48,32 @@ def _balance_kind(token: str) -> tuple[str, int] | None:
 #: Tokens that end an array row, and the column letters of an array's spec (``{ c c l }``).
 ROW_ENDS, COLUMN_LETTERS = ("\\\\", "\\cr"), ("c", "l", "r", "p")
 _LIMIT = 64  # tabs and columns counted per array, at most
+# Script bits of a group's current atom: has a superscript, a subscript, waits for a script's
+# argument, has a prime.
+_SUP, _SUB, _WAITING, _PRIMED = 1, 2, 4, 8
 
 
 class BalanceConstraint:
-    """Keeps decoded formulas balanced and properly nested: a closing brace, ``\\right…`` or
-    ``\\end{name}`` only where the innermost open thing is of its kind (``\\end{array}`` closes
-    only ``\\begin{array}``), no <eos> while something is still open, and no more ``&`` in an
-    array row than its column spec allows (``\\begin{array} { c c }``: one per row).
+    """Rules out tokens that would stop a formula compiling, keeping the model's best allowed one.
 
-    Unbalanced or mis-nested output was the most common reason a prediction did not compile, and
-    an extra ``&`` in an array row the next. The decoder keeps, for each formula, a stack of what
-    is open (``opened``: [B, 1 + depth] int32, column 0 the number open, columns 1… one value per
-    open thing, innermost last) and adds :meth:`penalty` to the log-probabilities, so the model's
-    best *allowed* token wins. Where the model would end the formula with something open, only the
-    closer of the innermost open kind is allowed, so it closes rather than writing on. The token
-    limit still ends a formula where it stands; at ``depth`` open things, nothing more may open.
+    - Balanced and properly nested: a closing brace, ``\\right…`` or ``\\end{name}`` only where
+      the innermost open thing is of its kind (``\\end{array}`` closes only ``\\begin{array}``);
+      no <eos> while something is still open. Where the model would end the formula with
+      something open, only the closer of the innermost open kind is allowed.
+    - No more ``&`` in an array row than its column spec allows (``\\begin{array} { c c }``: one).
+    - No double superscript or subscript: one ``^`` and one ``_`` per atom (``x _ { i } _ { j }``
+      is ruled out at its second ``_``), none right after another, no ``'`` after a ``^``.
 
-    Each open thing's value packs its kind with, for an array, how far its spec is read (0 just
+    These were, in that order, the commonest reasons a prediction did not compile. The decoder
+    keeps, for each formula, a stack of what is open (``opened``: [B, 2 + depth] int32; column 0
+    the number open, column 1 the formula's top level, columns 2… one per open thing, innermost
+    last) and adds :meth:`penalty` to the log-probabilities. The token limit still ends a formula
+    where it stands; at ``depth`` open things, nothing more may open.
+
+    Each level's value packs its kind with, for an array, how far its spec is read (0 just
     opened, 1 inside the spec's braces, 2 in the body), the ``&`` in its current row and its
-    column count (0: unknown, no limit): ``kind + K * (phase + 3 * (tabs + 64 * columns))``.
+    column count (0: unknown, no limit), and the script bits of its current atom:
+    ``kind + K * (phase + 3 * (tabs + 64 * (columns + 64 * script)))``.
     """
 
     def __init__(self, vocab: Vocab, depth: int = 32):
@@ -85,75 +92,97 @@ class BalanceConstraint:
             return np.isin(np.arange(len(vocab)),
                            [vocab.token_to_id[t] for t in tokens if t in vocab.token_to_id])
 
-        #: Per token [V] bool: ``&``, a row end, a column letter.
+        #: Per token [V] bool: ``&``, a row end, a column letter, ``^``, ``_``, ``'``.
         self.tab, self.row_end, self.column = marks(["&"]), marks(ROW_ENDS), marks(COLUMN_LETTERS)
+        self.sup, self.sub, self.prime = marks(["^"]), marks(["_"]), marks(["'"])
         self.depth = depth
+        k = len(self.kinds)
+        #: What one unit of each packed field is worth.
+        self._phase, self._tabs, self._columns, self._script = k, 3 * k, 3 * k * _LIMIT, \
+            3 * k * _LIMIT * _LIMIT
 
     def nothing_open(self, batch: int, xp=np):
         """The ``opened`` state of ``batch`` formulas before their first token."""
-        return xp.zeros((batch, self.depth + 1), "int32")
+        return xp.zeros((batch, self.depth + 2), "int32")
 
     def _tables(self, xp):
-        tables = (self.opens, self.closes, self.tab, self.row_end, self.column)
+        tables = (self.opens, self.closes, self.tab, self.row_end, self.column, self.sup,
+                  self.sub, self.prime)
         return tuple(ops.convert_to_tensor(t) for t in tables) if xp is ops else tables
 
     def _fields(self, value, xp):
-        """(kind, phase, tabs, columns) of packed stack values."""
-        k = len(self.kinds)
-        rest = xp.floor_divide(value, k)
-        return (xp.mod(value, k), xp.mod(rest, 3), xp.mod(xp.floor_divide(rest, 3), _LIMIT),
-                xp.floor_divide(rest, 3 * _LIMIT))
+        """(kind, phase, tabs, columns, script) of packed stack values."""
+        return (xp.mod(value, self._phase), xp.mod(xp.floor_divide(value, self._phase), 3),
+                xp.mod(xp.floor_divide(value, self._tabs), _LIMIT),
+                xp.mod(xp.floor_divide(value, self._columns), _LIMIT),
+                xp.floor_divide(value, self._script))
+
+    @staticmethod
+    def _bit(script, bit: int, xp):
+        return xp.mod(xp.floor_divide(script, bit), 2) > 0
+
+    def _script_after(self, script, token, xp):
+        """The innermost group's script bits after ``token`` (a dict of [B] bool masks)."""
+        waiting = self._bit(script, _WAITING, xp)
+        kept = script - xp.where(waiting, _WAITING, 0)  # the token is the script's argument
+        plain = xp.where(waiting, kept, 0)  # … or it starts a new atom
+        for mask, bit in ((token["sup"], _SUP), (token["sub"], _SUB)):
+            plain = xp.where(mask, xp.bitwise_or(script, bit | _WAITING), plain)
+        return xp.where(token["prime"], xp.bitwise_or(kept, _PRIMED), plain)
 
     def _at(self, opened, index, xp):
         return xp.take_along_axis(opened, index[:, None], axis=1)[:, 0]
 
     def update(self, opened, tokens, xp=ops):
         """``opened`` after ``tokens`` [B]; ``xp`` as for :meth:`penalty`."""
-        opens, closes, tab, row_end, column = self._tables(xp)
+        opens, closes, *marks = self._tables(xp)
+        token = dict(zip(("tab", "row_end", "column", "sup", "sub", "prime"),
+                         (xp.take(m, tokens, axis=0) for m in marks), strict=True))
         kind, closed = xp.take(opens, tokens, axis=0), xp.take(closes, tokens, axis=0) > 0
-        is_tab, is_row_end, is_column = (xp.take(t, tokens, axis=0) for t in (tab, row_end, column))
         count = opened[:, 0]
         k = len(self.kinds)
-        # the innermost open thing, and the one it is in: an array reads its spec, counts tabs
-        top, below = self._at(opened, count, xp), self._at(opened, xp.maximum(count - 1, 0), xp)
-        top_kind, top_phase, top_tabs, _ = self._fields(top, xp)
-        below_kind, below_phase, _, below_columns = self._fields(below, xp)
-        array_top = xp.logical_and(count > 0, xp.equal(top_kind, self.array))
+        # the innermost group (column count + 1) and the one it is in
+        top, below = self._at(opened, count + 1, xp), self._at(opened, count, xp)
+        top_kind, top_phase, top_tabs, _, top_script = self._fields(top, xp)
+        below_kind, below_phase, _, below_columns, _ = self._fields(below, xp)
+        # an array reads its spec, then counts the tabs of each row
+        array_top = xp.equal(top_kind, self.array)
         starts = xp.logical_and(array_top, xp.equal(top_phase, 0))
         body = xp.logical_and(array_top, xp.equal(top_phase, 2))
         top = top + xp.where(starts, k * xp.where(xp.equal(kind, self.brace), 1, 2), 0)
-        top = top + 3 * k * xp.where(
-            xp.logical_and(body, xp.logical_and(is_tab, top_tabs < _LIMIT - 1)), 1,
-            xp.where(xp.logical_and(body, is_row_end), -top_tabs, 0))
-        spec = xp.logical_and(xp.logical_and(count > 1, xp.equal(top_kind, self.brace)),
+        top = top + self._tabs * xp.where(
+            xp.logical_and(body, xp.logical_and(token["tab"], top_tabs < _LIMIT - 1)), 1,
+            xp.where(xp.logical_and(body, token["row_end"]), -top_tabs, 0))
+        script = xp.where(xp.equal(tokens, PAD_ID), top_script,  # padding changes nothing
+                          self._script_after(top_script, token, xp))
+        top = top + self._script * (script - top_script)
+        spec = xp.logical_and(xp.equal(top_kind, self.brace),
                               xp.logical_and(xp.equal(below_kind, self.array),
                                              xp.equal(below_phase, 1)))
         below = below + xp.where(
-            xp.logical_and(spec, xp.logical_and(is_column, below_columns < _LIMIT - 1)),
-            3 * k * _LIMIT, 0)
+            xp.logical_and(spec, xp.logical_and(token["column"], below_columns < _LIMIT - 1)),
+            self._columns, 0)
         below = below + xp.where(xp.logical_and(spec, closed), k, 0)  # the spec is read
-        position = xp.arange(self.depth + 1)[None]
-        inner = position > 0
-        opened = xp.where(xp.logical_and(inner, xp.equal(position, count[:, None])),
-                          top[:, None], opened)
-        opened = xp.where(xp.logical_and(inner, xp.equal(position, (count - 1)[:, None])),
+        position = xp.arange(self.depth + 2)[None]
+        opened = xp.where(xp.equal(position, (count + 1)[:, None]), top[:, None], opened)
+        opened = xp.where(xp.logical_and(position > 1, xp.equal(position, count[:, None])),
                           below[:, None], opened)
-        pushed = xp.logical_and(xp.equal(position, (count + 1)[:, None]), (kind > 0)[:, None])
+        pushed = xp.logical_and(xp.equal(position, (count + 2)[:, None]), (kind > 0)[:, None])
         opened = xp.where(pushed, kind[:, None], opened)
         count = count + xp.where(kind > 0, 1, 0) - xp.where(closed, 1, 0)
         return xp.where(xp.equal(position, 0), xp.maximum(count, 0)[:, None], opened)
 
     def penalty(self, opened, logits, xp=ops):
-        """0 for the tokens allowed after ``opened`` [B, 1 + depth] when the model scores the next
+        """0 for the tokens allowed after ``opened`` [B, 2 + depth] when the model scores the next
         token with ``logits`` [B, V]; -1e9 for ruled-out ones. [B, V] float32.
 
         ``xp`` is ``keras.ops`` (inside compiled loops) or ``numpy`` (host-side decoding, where
         eager tensor ops would cost more than the decoder step).
         """
-        opens, closes, tab, _, _ = (t[None] for t in self._tables(xp))  # [1, V] each
+        opens, closes, tab, _, _, sup, sub, prime = (t[None] for t in self._tables(xp))  # [1, V]
         count = opened[:, :1]  # [B, 1]
-        innermost, phase, tabs, columns = self._fields(
-            xp.take_along_axis(opened, count, axis=1), xp)  # kind 0 when nothing is open
+        innermost, phase, tabs, columns, script = self._fields(
+            xp.take_along_axis(opened, count + 1, axis=1), xp)  # kind 0 when nothing is open
         still_open = count > 0
         is_eos = xp.equal(xp.arange(len(self.opens)), EOS_ID)[None]  # [1, V]
         wants_eos = xp.equal(xp.argmax(logits, axis=-1), EOS_ID)[:, None]  # [B, 1]
@@ -165,9 +194,14 @@ class BalanceConstraint:
         blocked = xp.logical_or(blocked, xp.logical_and(closing_time,
                                                         xp.logical_not(closes_innermost)))
         row_full = xp.logical_and(
-            xp.logical_and(still_open, xp.equal(innermost, self.array)),
+            xp.equal(innermost, self.array),
             xp.logical_and(xp.logical_and(xp.equal(phase, 2), columns > 0), tabs >= columns - 1))
         blocked = xp.logical_or(blocked, xp.logical_and(row_full, tab))
+        waiting = self._bit(script, _WAITING, xp)
+        for mask, taken in ((sup, xp.logical_or(waiting, self._bit(script, _SUP, xp))),
+                            (sub, xp.logical_or(waiting, self._bit(script, _SUB, xp))),
+                            (prime, self._bit(script, _SUP, xp))):
+            blocked = xp.logical_or(blocked, xp.logical_and(taken, mask))
         return xp.where(blocked, -1e9, 0.0)
 
 

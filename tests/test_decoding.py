@@ -177,6 +177,34 @@ def test_array_rows_get_no_more_tabs_than_their_spec_has_columns():
     assert not blocked[:, vocab.token_to_id["x"]].any()
 
 
+def test_an_atom_gets_one_superscript_and_one_subscript():
+    vocab = Vocab.build([" ".join(BALANCE_TOKENS + ["_", "'", "2", "y", r"\frac"])], min_freq=1)
+    constraint = BalanceConstraint(vocab)
+    cases = [  # (prefix, which of ^ _ ' may come next)
+        (["x"], "^_'"),
+        (["x", "^", "{", "2", "}"], "_"),  # no second superscript, no prime after it
+        (["x", "_", "{", "1", "}"], "^'"),
+        (["x", "_", "{", "1", "}", "^", "2"], ""),
+        (["x", "^"], ""),  # waiting for the argument: no script of the script's
+        (["x", "^", "2", "y"], "^_'"),  # a new atom
+        (["{", "x", "^", "2", "}"], "^_'"),  # a group is an atom of its own
+        (["{", "x", "^", "2"], "_"),  # … and inside it the rule holds
+        (["x", "'"], "^_'"),  # x'^2 and x'' compile
+        (["x", "^", "2", r"\left(", "x", r"\right)"], "^_'"),
+        ([r"\frac", "{", "1", "}", "{", "y", "}"], "^_'"),
+        (["x", "^", "{", "2", "}", "+"], "^_'"),
+    ]
+    prefixes = [prefix for prefix, _ in cases]
+    opened = _opened(constraint, vocab, prefixes)
+    assert (opened == _opened(constraint, vocab, prefixes, xp=ops)).all()  # compiled-loop twin
+    logits = np.zeros((len(cases), len(vocab)), "float32")
+    blocked = constraint.penalty(opened, logits, xp=np) < 0
+    assert (blocked == (np.asarray(constraint.penalty(opened, logits, xp=ops)) < 0)).all()
+    allowed = ["".join(t for t in "^_'" if not blocked[row, vocab.token_to_id[t]])
+               for row in range(len(cases))]
+    assert allowed == [ok for _, ok in cases]
+
+
 def test_every_decoding_keeps_formulas_balanced_under_the_constraint():
     vocab = Vocab.build([" ".join(BALANCE_TOKENS)], min_freq=1)
     model = build_model(Config(**{**SMALL, "vocab_size": len(vocab)}), verbose=False)
