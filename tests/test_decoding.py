@@ -150,6 +150,18 @@ def test_balance_constraint_allows_only_the_innermost_closer_and_no_end_while_op
     assert not blocked[0, [ids[t] for t in ("x", r"\right)")]].any()
 
 
+def _blocked_after(constraint: BalanceConstraint, vocab: Vocab,
+                   prefixes: list[list[str]]) -> np.ndarray:
+    """Which tokens the constraint rules out after each prefix [B, V], checked to be the same
+    in numpy and in the compiled loop's ops."""
+    opened = _opened(constraint, vocab, prefixes)
+    assert (opened == _opened(constraint, vocab, prefixes, xp=ops)).all()
+    logits = np.zeros((len(prefixes), len(vocab)), "float32")
+    blocked = constraint.penalty(opened, logits, xp=np) < 0
+    assert (blocked == (np.asarray(constraint.penalty(opened, logits, xp=ops)) < 0)).all()
+    return blocked
+
+
 def test_array_rows_get_no_more_tabs_than_their_spec_has_columns():
     vocab = Vocab.build([" ".join(BALANCE_TOKENS + ["&", "\\\\", "c", "l", "p", "3"])],
                         min_freq=1)
@@ -167,12 +179,7 @@ def test_array_rows_get_no_more_tabs_than_their_spec_has_columns():
         ([r"\begin{array}", "x", "&", "&"], True),
         (["c", "l", "&"], True),
     ]
-    prefixes = [prefix for prefix, _ in cases]
-    opened = _opened(constraint, vocab, prefixes)
-    assert (opened == _opened(constraint, vocab, prefixes, xp=ops)).all()  # compiled-loop twin
-    logits = np.zeros((len(cases), len(vocab)), "float32")
-    blocked = constraint.penalty(opened, logits, xp=np) < 0
-    assert (blocked == (np.asarray(constraint.penalty(opened, logits, xp=ops)) < 0)).all()
+    blocked = _blocked_after(constraint, vocab, [prefix for prefix, _ in cases])
     assert [not b for b in blocked[:, vocab.token_to_id["&"]]] == [ok for _, ok in cases]
     assert not blocked[:, vocab.token_to_id["x"]].any()
 
@@ -194,12 +201,7 @@ def test_an_atom_gets_one_superscript_and_one_subscript():
         ([r"\frac", "{", "1", "}", "{", "y", "}"], "^_'"),
         (["x", "^", "{", "2", "}", "+"], "^_'"),
     ]
-    prefixes = [prefix for prefix, _ in cases]
-    opened = _opened(constraint, vocab, prefixes)
-    assert (opened == _opened(constraint, vocab, prefixes, xp=ops)).all()  # compiled-loop twin
-    logits = np.zeros((len(cases), len(vocab)), "float32")
-    blocked = constraint.penalty(opened, logits, xp=np) < 0
-    assert (blocked == (np.asarray(constraint.penalty(opened, logits, xp=ops)) < 0)).all()
+    blocked = _blocked_after(constraint, vocab, [prefix for prefix, _ in cases])
     allowed = ["".join(t for t in "^_'" if not blocked[row, vocab.token_to_id[t]])
                for row in range(len(cases))]
     assert allowed == [ok for _, ok in cases]
