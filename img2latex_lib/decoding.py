@@ -49,8 +49,8 @@ def _balance_kind(token: str) -> tuple[str, int] | None:
 ROW_ENDS, COLUMN_LETTERS = ("\\\\", "\\cr"), ("c", "l", "r", "p")
 _LIMIT = 64  # tabs and columns counted per array, at most
 # Script bits of a group's current atom: has a superscript, a subscript, waits for a script's
-# argument, has a prime.
-_SUP, _SUB, _WAITING, _PRIMED = 1, 2, 4, 8
+# argument.
+_SUP, _SUB, _WAITING = 1, 2, 4
 
 
 class BalanceConstraint:
@@ -122,13 +122,14 @@ class BalanceConstraint:
         return xp.mod(xp.floor_divide(script, bit), 2) > 0
 
     def _script_after(self, script, token, xp):
-        """The innermost group's script bits after ``token`` (a dict of [B] bool masks)."""
+        """The innermost group's script bits after the next token, described by ``token``: its
+        [B] bool masks ``sup``, ``sub`` and ``prime``. A prime keeps the atom (``x'^2``)."""
         waiting = self._bit(script, _WAITING, xp)
         kept = script - xp.where(waiting, _WAITING, 0)  # the token is the script's argument
         plain = xp.where(waiting, kept, 0)  # … or it starts a new atom
         for mask, bit in ((token["sup"], _SUP), (token["sub"], _SUB)):
             plain = xp.where(mask, xp.bitwise_or(script, bit | _WAITING), plain)
-        return xp.where(token["prime"], xp.bitwise_or(kept, _PRIMED), plain)
+        return xp.where(token["prime"], kept, plain)
 
     def _at(self, opened, index, xp):
         return xp.take_along_axis(opened, index[:, None], axis=1)[:, 0]
@@ -140,7 +141,6 @@ class BalanceConstraint:
                          (xp.take(m, tokens, axis=0) for m in marks), strict=True))
         kind, closed = xp.take(opens, tokens, axis=0), xp.take(closes, tokens, axis=0) > 0
         count = opened[:, 0]
-        k = len(self.kinds)
         # the innermost group (column count + 1) and the one it is in
         top, below = self._at(opened, count + 1, xp), self._at(opened, count, xp)
         top_kind, top_phase, top_tabs, _, top_script = self._fields(top, xp)
@@ -149,7 +149,7 @@ class BalanceConstraint:
         array_top = xp.equal(top_kind, self.array)
         starts = xp.logical_and(array_top, xp.equal(top_phase, 0))
         body = xp.logical_and(array_top, xp.equal(top_phase, 2))
-        top = top + xp.where(starts, k * xp.where(xp.equal(kind, self.brace), 1, 2), 0)
+        top = top + self._phase * xp.where(starts, xp.where(xp.equal(kind, self.brace), 1, 2), 0)
         top = top + self._tabs * xp.where(
             xp.logical_and(body, xp.logical_and(token["tab"], top_tabs < _LIMIT - 1)), 1,
             xp.where(xp.logical_and(body, token["row_end"]), -top_tabs, 0))
@@ -162,7 +162,7 @@ class BalanceConstraint:
         below = below + xp.where(
             xp.logical_and(spec, xp.logical_and(token["column"], below_columns < _LIMIT - 1)),
             self._columns, 0)
-        below = below + xp.where(xp.logical_and(spec, closed), k, 0)  # the spec is read
+        below = below + xp.where(xp.logical_and(spec, closed), self._phase, 0)  # spec read
         position = xp.arange(self.depth + 2)[None]
         opened = xp.where(xp.equal(position, (count + 1)[:, None]), top[:, None], opened)
         opened = xp.where(xp.logical_and(position > 1, xp.equal(position, count[:, None])),
