@@ -444,6 +444,8 @@ class Trainer:
         if resume and _existing_checkpoint(last).exists():
             state = self.restore(last)
             epoch, offset = state["epoch"], state["step_in_epoch"]
+            if offset >= len(self.train_data):  # saved at the epoch's last batch: it is done
+                epoch, offset = epoch + 1, 0
             print(f"resuming from {last}: epoch {epoch + 1}, step {state['global_step']}")
         history = None
         if offset and offset < len(self.train_data):

@@ -237,3 +237,22 @@ def test_a_run_stopped_inside_an_epoch_resumes_inside_it(small_dataset, tmp_path
     first.fit(resume=True, verbose=0)  # a second fit on the same trainer runs too
     state = json.loads((tmp_path / "run" / "last" / "state.json").read_text())
     assert (state["epoch"], state["step_in_epoch"], state["global_step"]) == (1, 0, 4)
+
+
+def test_a_run_killed_after_the_last_batchs_save_does_not_redo_that_epoch(small_dataset,
+                                                                           tmp_path):
+    _, dataset = small_dataset
+    vocab = Vocab.build(dataset.formulas)
+    config = Config(**{**SMALL, "vocab_size": len(vocab), "batch_size": 2, "num_epochs": 1,
+                       "checkpoint_every": 0, "save_dir": str(tmp_path / "run")})
+    data = BucketedDataset(dataset.images, dataset.formulas, vocab, batch_size=2, height=32)
+    trainer = Trainer(config, vocab, data)
+    trainer.fit(verbose=0)
+    # what a periodic save on the epoch's last batch leaves when the run dies before the
+    # epoch's own save
+    trainer.save("last", epoch=0, step_in_epoch=len(data))
+    trainer.config.num_epochs = 2
+    trainer.fit(resume=True, verbose=0)
+    state = json.loads((tmp_path / "run" / "last" / "state.json").read_text())
+    assert (state["epoch"], state["step_in_epoch"], state["global_step"]) == (
+        2, 0, 2 * len(data))
