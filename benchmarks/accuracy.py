@@ -2,7 +2,8 @@
 optionally next to a peer's predictions on the same ids (see ``benchmarks/peer.py``).
 
     python benchmarks/accuracy.py [--checkpoint DIR] [--n 1000] [--beams 1 5]
-                                  [--rerank [TOLERANCE ...]] [--calibration]
+                                  [--rerank [TOLERANCE ...]] [--companion CHECKPOINT]
+                                  [--calibration]
                                   [--peer PEER_TSV ...] [--out DIR] [--name NAME] [--quick]
 
 Writes the predictions of each decoding to ``<out>/<name>-greedy.tsv`` / ``<name>-beam<k>.tsv``
@@ -13,7 +14,8 @@ predictions too, e.g. after a change to the renderer). Every system that covers 
 also scored on the ids of each one that covers only some (a peer run on a sample).
 ``--rerank`` adds, for each beam size above 1, the same n-best lists render-checked
 (``rerank.RenderReranker``), at each tolerance given (default ``rerank.DEFAULT_TOLERANCE``);
-s/image then includes the rendering. ``--calibration`` scores the calibration slice (val ids
+s/image then includes the rendering; ``--companion`` adds a second model's beam to each list
+before the check (``rerank.pooled``). ``--calibration`` scores the calibration slice (val ids
 6975-7474, never trained on) instead of the development test set: settings are chosen there.
 """
 
@@ -39,7 +41,7 @@ from img2latex_lib.datasets import Sample
 from img2latex_lib.decoding import LatexProducer
 from img2latex_lib.metrics import bleu4, evaluate, exact_match, format_table
 from img2latex_lib.render import LatexRenderer
-from img2latex_lib.rerank import DEFAULT_TOLERANCE, RenderReranker, chosen_index
+from img2latex_lib.rerank import DEFAULT_TOLERANCE, RenderReranker, chosen_index, pooled
 from img2latex_lib.tokenizer import normalize
 
 COLUMNS = {
@@ -110,6 +112,8 @@ def main() -> None:
     parser.add_argument("--rerank", type=float, nargs="*", default=None, metavar="TOLERANCE",
                         help="also score the beams render-checked (default tolerance "
                         f"{DEFAULT_TOLERANCE})")
+    parser.add_argument("--companion", type=Path, default=None, metavar="CHECKPOINT",
+                        help="with --rerank: also check this checkpoint's beam candidates")
     parser.add_argument("--calibration", action="store_true",
                         help="score val ids 6975-7474 (the calibration slice) instead")
     parser.add_argument("--unbalanced", action="store_true",
@@ -124,8 +128,12 @@ def main() -> None:
         sys.exit("nothing to score: give --beams, --peer or both")
     checkpoint = checkpoint_or_exit(args.checkpoint)
     name = args.name or checkpoint.name
+    if args.companion and not tolerances:
+        sys.exit("--companion adds candidates to the render check: give --rerank too")
     if args.beams:
         producer = LatexProducer(checkpoint, balanced=not args.unbalanced)
+        companion = args.companion and LatexProducer(args.companion,
+                                                     balanced=not args.unbalanced)
     systems: dict[str, tuple[list[Sample], list[str]]] = {}
     seconds: dict[str, float] = {}
     for beam in args.beams:
@@ -133,12 +141,19 @@ def main() -> None:
         candidates, seconds[label] = decode(producer, samples, beam, args.batch_size)
         decodings = {label: (f"{name}-{'greedy' if beam == 1 else f'beam{beam}'}",
                              [c[0] for c in candidates])}
-        if beam > 1 and tolerances:
-            choices, extra = reranked(samples, candidates, tolerances)
+        checks = {"": (candidates, 0.0)} if beam > 1 and tolerances else {}
+        if checks and companion:
+            more, more_seconds = decode(companion, samples, beam, args.batch_size)
+            checks[f" and {args.companion.name}'s"] = (
+                [pooled(a, b) for a, b in zip(candidates, more, strict=True)], more_seconds)
+        for with_companion, (lists, more_seconds) in checks.items():
+            choices, extra = reranked(samples, lists, tolerances)
             for tolerance, predictions in choices.items():
-                checked = f"{label} + render check ({tolerance:g})"
-                seconds[checked] = seconds[label] + extra
-                decodings[checked] = (f"{name}-beam{beam}-rerank{tolerance:g}", predictions)
+                checked = f"{label}{with_companion} + render check ({tolerance:g})"
+                seconds[checked] = seconds[label] + more_seconds + extra
+                stem = f"{name}-beam{beam}" + (f"-{args.companion.name}" if with_companion
+                                               else "") + f"-rerank{tolerance:g}"
+                decodings[checked] = (stem, predictions)
         for label, (stem, predictions) in decodings.items():
             path = args.out / (stem + ("-calibration" if args.calibration else "") + ".tsv")
             write_tsv(path, samples, predictions)

@@ -102,6 +102,9 @@ def _add_predict(sub) -> None:
     p.add_argument("--rerank", action="store_true",
                    help="with --beam N: render the beam's candidates and keep the one that "
                    "reproduces the image (images typeset like im2latex-100k; needs pdflatex)")
+    p.add_argument("--companion", type=Path, default=None, metavar="CHECKPOINT",
+                   help="with --rerank: also render this checkpoint's beam candidates "
+                   "(a second model's mistakes differ; e.g. checkpoints/img2latex-fast)")
     p.add_argument("--render", action="store_true", help="save IMAGE.pred.png: input above "
                    "the rendered prediction")
     p.add_argument("--format", choices=["tsv", "json"], default=None,
@@ -300,7 +303,10 @@ def cmd_predict(args) -> None:
     from .decoding import LatexProducer
     from .tokenizer import to_latex
 
-    producer = LatexProducer(args.checkpoint)
+    if args.companion and not args.rerank:
+        raise ValueError("--companion adds candidates to the render check: give --rerank too")
+    producer = LatexProducer(args.checkpoint, companions=[args.companion] if args.companion
+                             else [])
     paths = [str(p) for p in args.images]
     for path in args.images:
         if not path.exists():

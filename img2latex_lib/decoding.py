@@ -47,6 +47,9 @@ def _balance_kind(token: str) -> tuple[str, int] | None:
 
 #: Tokens that end an array row, and the column letters of an array's spec (``{ c c l }``).
 ROW_ENDS, COLUMN_LETTERS = ("\\\\", "\\cr"), ("c", "l", "r", "p")
+#: What else a spec may hold, and how many brace groups each spec token takes (``p{3cm}``,
+#: ``@{}``, ``*{3}{c}``).
+SPEC_MARKS, SPEC_ARGUMENTS = ("|", "@", "*"), {"p": 1, "@": 1, "*": 2}
 _LIMIT = 64  # tabs and columns counted per array, at most
 # Script bits of a group's current atom: has a superscript, a subscript, waits for a script's
 # argument.
@@ -60,19 +63,27 @@ class BalanceConstraint:
       the innermost open thing is of its kind (``\\end{array}`` closes only ``\\begin{array}``);
       no <eos> while something is still open. Where the model would end the formula with
       something open, only the closer of the innermost open kind is allowed.
-    - No more ``&`` in an array row than its column spec allows (``\\begin{array} { c c }``: one).
+    - ``&`` and row ends only directly inside an environment (not in a brace group or a
+      ``\\left…\\right`` pair inside it), and no more ``&`` in an array row than its column
+      spec allows (``\\begin{array} { c c }``: one). The spec itself holds only column letters,
+      ``|``, ``@`` and ``*``, each with the brace groups it takes (``p { 3 c m }``).
     - No double superscript or subscript: one ``^`` and one ``_`` per atom (``x _ { i } _ { j }``
-      is ruled out at its second ``_``), none right after another, no ``'`` after a ``^``.
+      is ruled out at its second ``_``), none right after another, no ``'`` after a ``^``; a
+      ``^`` or ``_`` gets its argument before anything closes or the formula ends.
+    - Everything closes before the token limit: with ``room`` tokens left, nothing opens (and
+      no ``^``/``_`` comes) unless there is room to close it, and once the room left is what the
+      open things need, only the innermost closer is allowed.
 
     These were, in that order, the commonest reasons a prediction did not compile. The decoder
     keeps, for each formula, a stack of what is open (``opened``: [B, 2 + depth] int32; column 0
     the number open, column 1 the formula's top level, columns 2… one per open thing, innermost
-    last) and adds :meth:`penalty` to the log-probabilities. The token limit still ends a formula
-    where it stands; at ``depth`` open things, nothing more may open.
+    last) and adds :meth:`penalty` to the log-probabilities. At ``depth`` open things, nothing
+    more may open.
 
     Each level's value packs its kind with, for an array, how far its spec is read (0 just
-    opened, 1 inside the spec's braces, 2 in the body), the ``&`` in its current row and its
-    column count (0: unknown, no limit), and the script bits of its current atom:
+    opened, 1 inside the spec's braces, 2 in the body), the ``&`` in its current row (while the
+    spec is read: the brace groups its last token still takes) and its column count (0: unknown,
+    no limit), and the script bits of its current atom:
     ``kind + K * (phase + 3 * (tabs + 64 * (columns + 64 * script)))``.
     """
 
@@ -87,6 +98,8 @@ class BalanceConstraint:
                       for f in (found[i] for i in range(len(vocab)))], np.int32)
             for sign in (1, -1))
         self.brace, self.array = ids.get("{", -1), ids.get("\\begin{array}", -1)
+        #: Per kind [K] bool: an environment (where ``&`` and row ends belong).
+        self.environment = np.array([kind.startswith("\\begin") for kind in self.kinds])
 
         def marks(tokens) -> np.ndarray:
             return np.isin(np.arange(len(vocab)),
@@ -95,6 +108,10 @@ class BalanceConstraint:
         #: Per token [V] bool: ``&``, a row end, a column letter, ``^``, ``_``, ``'``.
         self.tab, self.row_end, self.column = marks(["&"]), marks(ROW_ENDS), marks(COLUMN_LETTERS)
         self.sup, self.sub, self.prime = marks(["^"]), marks(["_"]), marks(["'"])
+        #: Per token [V]: may stand in an array's spec (bool); brace groups it takes there (int).
+        self.spec = marks(COLUMN_LETTERS + SPEC_MARKS)
+        self.arguments = np.array([SPEC_ARGUMENTS.get(t, 0) for t in vocab.id_to_token],
+                                  np.int32)
         self.depth = depth
         k = len(self.kinds)
         #: What one unit of each packed field is worth.
@@ -107,7 +124,7 @@ class BalanceConstraint:
 
     def _tables(self, xp):
         tables = (self.opens, self.closes, self.tab, self.row_end, self.column, self.sup,
-                  self.sub, self.prime)
+                  self.sub, self.prime, self.spec, self.arguments)
         return tuple(ops.convert_to_tensor(t) for t in tables) if xp is ops else tables
 
     def _fields(self, value, xp):
@@ -137,14 +154,15 @@ class BalanceConstraint:
     def update(self, opened, tokens, xp=ops):
         """``opened`` after ``tokens`` [B]; ``xp`` as for :meth:`penalty`."""
         opens, closes, *marks = self._tables(xp)
-        token = dict(zip(("tab", "row_end", "column", "sup", "sub", "prime"),
+        token = dict(zip(("tab", "row_end", "column", "sup", "sub", "prime", "spec",
+                          "arguments"),
                          (xp.take(m, tokens, axis=0) for m in marks), strict=True))
         kind, closed = xp.take(opens, tokens, axis=0), xp.take(closes, tokens, axis=0) > 0
         count = opened[:, 0]
         # the innermost group (column count + 1) and the one it is in
         top, below = self._at(opened, count + 1, xp), self._at(opened, count, xp)
         top_kind, top_phase, top_tabs, _, top_script = self._fields(top, xp)
-        below_kind, below_phase, _, below_columns, _ = self._fields(below, xp)
+        below_kind, below_phase, below_tabs, below_columns, _ = self._fields(below, xp)
         # an array reads its spec, then counts the tabs of each row
         array_top = xp.equal(top_kind, self.array)
         starts = xp.logical_and(array_top, xp.equal(top_phase, 0))
@@ -163,6 +181,11 @@ class BalanceConstraint:
             xp.logical_and(spec, xp.logical_and(token["column"], below_columns < _LIMIT - 1)),
             self._columns, 0)
         below = below + xp.where(xp.logical_and(spec, closed), self._phase, 0)  # spec read
+        # while the spec is read, its tabs field holds the brace groups its last token still takes
+        waiting = xp.where(xp.equal(kind, self.brace), xp.maximum(below_tabs - 1, 0),
+                           token["arguments"])
+        waiting = xp.where(xp.equal(tokens, PAD_ID), below_tabs, waiting)
+        below = below + xp.where(spec, self._tabs * (waiting - below_tabs), 0)
         position = xp.arange(self.depth + 2)[None]
         opened = xp.where(xp.equal(position, (count + 1)[:, None]), top[:, None], opened)
         opened = xp.where(xp.logical_and(position > 1, xp.equal(position, count[:, None])),
@@ -172,14 +195,16 @@ class BalanceConstraint:
         count = count + xp.where(kind > 0, 1, 0) - xp.where(closed, 1, 0)
         return xp.where(xp.equal(position, 0), xp.maximum(count, 0)[:, None], opened)
 
-    def penalty(self, opened, logits, xp=ops):
+    def penalty(self, opened, logits, xp=ops, room=None):
         """0 for the tokens allowed after ``opened`` [B, 2 + depth] when the model scores the next
         token with ``logits`` [B, V]; -1e9 for ruled-out ones. [B, V] float32.
 
+        ``room``: how many tokens may still come before <eos> is forced (None: no limit).
         ``xp`` is ``keras.ops`` (inside compiled loops) or ``numpy`` (host-side decoding, where
         eager tensor ops would cost more than the decoder step).
         """
-        opens, closes, tab, _, _, sup, sub, prime = (t[None] for t in self._tables(xp))  # [1, V]
+        opens, closes, tab, row_end, _, sup, sub, prime, spec, _ = (
+            t[None] for t in self._tables(xp))  # [1, V] each
         count = opened[:, :1]  # [B, 1]
         innermost, phase, tabs, columns, script = self._fields(
             xp.take_along_axis(opened, count + 1, axis=1), xp)  # kind 0 when nothing is open
@@ -189,19 +214,39 @@ class BalanceConstraint:
         closes_innermost = xp.logical_and(closes > 0, xp.equal(closes, innermost))
         blocked = xp.logical_or(xp.logical_and(closes > 0, xp.logical_not(closes_innermost)),
                                 xp.logical_and(still_open, is_eos))
+        grows = xp.logical_or(opens > 0, xp.logical_or(sup, sub))  # needs a token more later
         blocked = xp.logical_or(blocked, xp.logical_and(opens > 0, count >= self.depth))
-        closing_time = xp.logical_and(still_open, wants_eos)
+        waiting = self._bit(script, _WAITING, xp)  # a ^ or _ without its argument yet
+        ends = xp.logical_or(xp.logical_or(closes > 0, is_eos), xp.logical_or(tab, row_end))
+        blocked = xp.logical_or(blocked, xp.logical_and(waiting, ends))  # x ^ } / x ^ <eos>
+        closing_time = xp.logical_and(still_open,
+                                      xp.logical_and(wants_eos, xp.logical_not(waiting)))
+        if room is not None:  # an opener (or a script) and its closer (argument) must fit
+            blocked = xp.logical_or(blocked, xp.logical_and(grows, count + 2 > room))
+            closing_time = xp.logical_or(closing_time, xp.logical_and(still_open, count >= room))
         blocked = xp.logical_or(blocked, xp.logical_and(closing_time,
                                                         xp.logical_not(closes_innermost)))
+        environment = self.environment if xp is np else ops.convert_to_tensor(self.environment)
+        outside = xp.logical_not(xp.take(environment, innermost, axis=0))  # [B, 1]
+        blocked = xp.logical_or(blocked, xp.logical_and(outside, xp.logical_or(tab, row_end)))
         row_full = xp.logical_and(
             xp.equal(innermost, self.array),
             xp.logical_and(xp.logical_and(xp.equal(phase, 2), columns > 0), tabs >= columns - 1))
         blocked = xp.logical_or(blocked, xp.logical_and(row_full, tab))
-        waiting = self._bit(script, _WAITING, xp)
         for mask, taken in ((sup, xp.logical_or(waiting, self._bit(script, _SUP, xp))),
                             (sub, xp.logical_or(waiting, self._bit(script, _SUB, xp))),
                             (prime, self._bit(script, _SUP, xp))):
             blocked = xp.logical_or(blocked, xp.logical_and(taken, mask))
+        # an array's spec holds only column letters, | @ * and the brace groups they take
+        below_kind, below_phase, waits_for, _, _ = self._fields(
+            xp.take_along_axis(opened, count, axis=1), xp)  # the level around the innermost
+        in_spec = xp.logical_and(xp.equal(innermost, self.brace), xp.logical_and(
+            xp.equal(below_kind, self.array), xp.equal(below_phase, 1)))
+        group = xp.equal(opens, self.brace)
+        blocked = xp.logical_or(blocked, xp.logical_and(
+            in_spec, xp.logical_not(xp.logical_or(spec, closes > 0))))
+        # a spec token waiting for its brace group gets it, whatever else holds
+        blocked = xp.where(xp.logical_and(in_spec, waits_for > 0), xp.logical_not(group), blocked)
         return xp.where(blocked, -1e9, 0.0)
 
 
@@ -258,7 +303,7 @@ class StepDecoder:
                                                       training=False)
             logits = ops.cast(logits[:, 0], "float32")
             if constraint is not None:
-                logits = logits + constraint.penalty(opened, logits)
+                logits = logits + constraint.penalty(opened, logits, room=max_len - step)
             chosen = ops.cast(ops.argmax(logits, axis=-1), "int32")
             chosen = ops.where(ops.equal(step, max_len), EOS_ID, chosen)  # the last step allowed
             chosen = ops.where(done, 0, chosen)
@@ -274,20 +319,21 @@ class StepDecoder:
                  ops.zeros((batch,), "bool"), self.nothing_open(batch, xp=ops))
         return ops.while_loop(running, advance, start)[3]
 
-    def step(self, tokens: np.ndarray, state, memory, last: bool = False,
+    def step(self, tokens: np.ndarray, state, memory, room: int | None = None,
              opened: np.ndarray | None = None):
         """Log-probabilities [B, V], new state, attention over encoded positions [B, N].
 
-        With the constraint's ``opened`` state (see :meth:`opened_after`), ruled-out tokens get
-        -inf. On the ``last`` step allowed, <eos> is the only possible token.
+        ``room``: how many tokens may still come before <eos> (None: no limit); at 0, <eos> is
+        the only possible token. With the constraint's ``opened`` state (see
+        :meth:`opened_after`), ruled-out tokens get -inf.
         """
         log_probs, state, attention = self._step(
             ops.convert_to_tensor(tokens, dtype="int32"), state, memory)
         log_probs = ops.convert_to_numpy(log_probs)
         if self.constraint is not None and opened is not None:
-            blocked = self.constraint.penalty(opened, log_probs, xp=np) < 0
+            blocked = self.constraint.penalty(opened, log_probs, xp=np, room=room) < 0
             log_probs = np.where(blocked, -np.inf, log_probs)
-        if last:
+        if room == 0:
             log_probs = np.where(np.arange(log_probs.shape[-1]) == EOS_ID, 0.0, -np.inf)
             log_probs = np.broadcast_to(log_probs, (len(tokens), log_probs.shape[-1]))
         return log_probs, state, attention
@@ -342,7 +388,7 @@ def greedy(
     opened = decoder.nothing_open(batch)
     rng = rng or np.random.default_rng()
     for step in range(max_len + 1):
-        log_probs, state, attention = decoder.step(tokens, state, memory, step == max_len,
+        log_probs, state, attention = decoder.step(tokens, state, memory, max_len - step,
                                                    opened)
         if temperature:
             probs = np.exp((log_probs - log_probs.max(-1, keepdims=True)) / temperature)
@@ -395,7 +441,7 @@ def beam_search(
             Hypothesis(ids, log_prob, log_prob / (len(ids) + 1) ** length_penalty))
 
     for step in range(max_len + 1):
-        log_probs, state, _ = decoder.step(tokens, state, memory, step == max_len, opened)
+        log_probs, state, _ = decoder.step(tokens, state, memory, max_len - step, opened)
         vocab_size = log_probs.shape[-1]
         candidates = (scores[:, None] + log_probs).reshape(batch, k * vocab_size)
         top = np.argsort(-candidates, axis=1, kind="stable")[:, : 2 * k]
@@ -442,15 +488,17 @@ class LatexProducer:
     """Image(s) -> LaTeX with a trained checkpoint (the shipped one by default)."""
 
     def __init__(self, checkpoint_dir: str | Path | None = None, verbose: bool = False,
-                 balanced: bool = True):
+                 balanced: bool = True, companions: Sequence[str | Path] = ()):
         """``balanced``: decode under :class:`BalanceConstraint` (braces, ``\\left``/``\\right``
-        and environments always close)."""
+        and environments always close). ``companions``: checkpoints whose beams add candidates
+        to ``predict(..., rerank=True)`` (:meth:`candidate_lists`)."""
         from .training import default_checkpoint, load_from_checkpoint
 
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else default_checkpoint()
         self.model, self.vocab, self.config = load_from_checkpoint(
             self.checkpoint_dir, verbose=verbose)
         self.decoder = StepDecoder(self.model, BalanceConstraint(self.vocab) if balanced else None)
+        self.companions = [LatexProducer(path, verbose, balanced) for path in companions]
         self._reranker = None
 
     @classmethod
@@ -460,7 +508,7 @@ class LatexProducer:
         producer.checkpoint_dir = None
         producer.model, producer.vocab, producer.config = model, vocab, model.config
         producer.decoder = StepDecoder(model, BalanceConstraint(vocab) if balanced else None)
-        producer._reranker = None
+        producer.companions, producer._reranker = [], None
         return producer
 
     def prepare(self, images: Sequence) -> list[np.ndarray]:
@@ -496,8 +544,9 @@ class LatexProducer:
         """LaTeX for one image (a str) or a list of images (a list of str, in the given order).
 
         ``beam_size > 1`` uses beam search, ``temperature`` samples instead of the argmax.
-        ``rerank=True`` (with beam search) renders the beam's candidates and keeps the one that
-        reproduces the image (:class:`rerank.RenderReranker`; needs pdflatex). With
+        ``rerank=True`` (with beam search) renders the beam's candidates (and the companions')
+        and keeps the one that reproduces the image (:class:`rerank.RenderReranker`; needs
+        pdflatex). With
         ``render=True`` a single image returns ``(latex, figure)``: the input above the rendered
         prediction.
         """
@@ -537,8 +586,18 @@ class LatexProducer:
             from .rerank import RenderReranker
 
             self._reranker = RenderReranker()
-        lists = self.nbest_lists(items, beam_size, batch_size)
-        return self._reranker.choose(items, [[latex for latex, _ in n] for n in lists])
+        return self._reranker.choose(items, self.candidate_lists(items, beam_size, batch_size))
+
+    def candidate_lists(self, images: Sequence, beam_size: int = 5,
+                        batch_size: int = 16) -> list[list[str]]:
+        """Each image's beam candidates, best-scored first, then those of each companion's beam
+        that are new (:func:`rerank.pooled`): what ``predict(..., rerank=True)`` chooses among."""
+        from .rerank import pooled
+
+        lists = [self.nbest_lists(images, beam_size, batch_size)] + [
+            c.nbest_lists(images, beam_size, batch_size) for c in self.companions]
+        return [pooled(*([latex for latex, _ in n] for n in per_model))
+                for per_model in zip(*lists, strict=True)]
 
     def nbest(self, image, beam_size: int = 5) -> list[tuple[str, float]]:
         """The beam's n-best list for one image: (latex, length-normalised score), best first."""

@@ -12,7 +12,8 @@ by the picture. An image at another zoom (a screenshot at 2x, a half-size crop) 
 in size; it is compared again with its ink scaled to each render's ink box, wherever the two boxes
 have the same aspect ratio (:func:`rescaled_distance`). That comparison is blunter (the
 rasterisations differ) but still tells a changed symbol from the right one. An image no candidate
-matches either way keeps the beam's first candidate.
+matches either way keeps the beam's first candidate. A second model's beam (:func:`pooled` after
+the first's) adds candidates the first did not think of: another model's mistakes differ.
 """
 
 from __future__ import annotations
@@ -34,6 +35,11 @@ DEFAULT_TOLERANCE = 0.5
 ASPECT_TOLERANCE = 0.05
 #: Ink boxes within this share of each other's size are the same zoom: no rescaling.
 SAME_ZOOM = 0.05
+
+
+def pooled(*candidate_lists: Sequence[str]) -> list[str]:
+    """The candidates of several n-best lists of one image, list by list, each once."""
+    return list(dict.fromkeys(c for candidates in candidate_lists for c in candidates))
 
 
 def chosen_index(distances: Sequence[float], tolerance: float = DEFAULT_TOLERANCE) -> int:

@@ -177,11 +177,50 @@ def test_array_rows_get_no_more_tabs_than_their_spec_has_columns():
         ([r"\begin{array}", "{", "c", "}", *two], True),  # the inner array's own count
         ([r"\begin{matrix}", "x", "&", "x", "&"], True),  # no spec, no limit
         ([r"\begin{array}", "x", "&", "&"], True),
-        (["c", "l", "&"], True),
     ]
     blocked = _blocked_after(constraint, vocab, [prefix for prefix, _ in cases])
     assert [not b for b in blocked[:, vocab.token_to_id["&"]]] == [ok for _, ok in cases]
     assert not blocked[:, vocab.token_to_id["x"]].any()
+
+
+def test_tabs_and_row_ends_come_only_directly_inside_an_environment():
+    vocab = Vocab.build([" ".join(BALANCE_TOKENS + ["&", "\\\\", "c"])], min_freq=1)
+    constraint = BalanceConstraint(vocab)
+    array = [r"\begin{array}", "{", "c", "c", "}", "x"]
+    cases = [  # (prefix, & and \\ allowed next)
+        (array, True),
+        ([r"\begin{matrix}", "x"], True),
+        (["x"], False),  # the formula's top level
+        (array + ["{", "x"], False),  # a cell's group would span the cell's end
+        (array + [r"\left(", "x"], False),
+        (array + ["{", "x", "}"], True),
+        (array + ["{", r"\begin{matrix}", "x"], True),  # a nested environment's own rows
+    ]
+    blocked = _blocked_after(constraint, vocab, [prefix for prefix, _ in cases])
+    for token in ("&", "\\\\"):
+        assert [not b for b in blocked[:, vocab.token_to_id[token]]] == [ok for _, ok in cases]
+
+
+def test_an_array_spec_holds_column_letters_and_the_groups_they_take():
+    vocab = Vocab.build([" ".join(BALANCE_TOKENS + ["c", "p", "|", "@", "*", "3"])], min_freq=1)
+    constraint = BalanceConstraint(vocab)
+    spec = [r"\begin{array}", "{"]
+    cases = [  # (prefix, which of the shown may come next)
+        (spec, "c p | * }"),
+        (spec + ["c", "|"], "c p | * }"),  # a { here would be { c c { c } (seen in predictions)
+        (spec + ["p"], "{"),  # p takes its width
+        (spec + ["p", "{", "3"], "c p | * { } x"),  # inside the width: anything
+        (spec + ["p", "{", "3", "c", "}"], "c p | * }"),
+        (spec + ["*", "{", "3", "}"], "{"),  # * takes two groups
+        (spec + ["*", "{", "3", "}", "{", "c", "}"], "c p | * }"),
+        (spec + ["c", "}"], "c p | * { x"),  # the body (no } : the array is open)
+        ([r"\begin{matrix}", "{"], "c p | * { } x"),  # no spec
+    ]
+    shown = ["c", "p", "|", "*", "{", "}", "x"]
+    blocked = _blocked_after(constraint, vocab, [prefix for prefix, _ in cases])
+    allowed = [" ".join(t for t in shown if not blocked[row, vocab.token_to_id[t]])
+               for row in range(len(cases))]
+    assert allowed == [ok for _, ok in cases]
 
 
 def test_an_atom_gets_one_superscript_and_one_subscript():
@@ -227,12 +266,39 @@ def test_every_decoding_keeps_formulas_balanced_under_the_constraint():
                  for t in words(h.ids for h in nbest)]
         return compiled + sampled + beams
 
-    def broken(outputs):  # the token limit may cut a formula anywhere, not close it early
-        return [t for t in outputs
-                if not (_balance(t)[0] and (_balance(t)[1] or len(t) == max_len))]
+    def broken(outputs):  # not closed in order, or left open (at the token limit too)
+        return [t for t in outputs if _balance(t) != (True, True)]
 
-    assert len(broken(decodings(StepDecoder(model)))) > 8  # the test has something to fix
+    unconstrained = decodings(StepDecoder(model))
+    assert len(broken(unconstrained)) > 8  # the test has something to fix
+    assert any(len(t) == max_len for t in broken(unconstrained))  # … at the token limit too
     assert broken(decodings(StepDecoder(model, BalanceConstraint(vocab)))) == []
+
+
+def test_what_is_open_closes_before_the_token_limit_and_scripts_get_their_argument():
+    vocab = Vocab.build([" ".join(BALANCE_TOKENS + ["_"])], min_freq=1)
+    constraint = BalanceConstraint(vocab)
+    ids = vocab.token_to_id
+    cases = [  # (prefix, tokens left before <eos> is forced, which of the shown may come next)
+        (["{", "x"], None, ["{", "}", "x", "^"]),  # no <eos> while something is open
+        (["{", "x"], 3, ["{", "}", "x", "^"]),  # { needs its } and the outer }: 3 fit
+        (["{", "x"], 2, ["}", "x"]),  # no room to open or to start a script
+        (["{", "x"], 1, ["}"]),  # the room left is the closer's
+        ([r"\left(", "{", "x"], 2, ["}"]),  # … the innermost first
+        (["x"], 1, ["x", "<eos>"]),
+        (["{", "x", "^"], None, ["{", "x"]),  # the script's argument before any end
+        (["x", "_"], 3, ["{", "x"]),
+    ]
+    shown = ["{", "}", "x", "^", "<eos>"]
+    opened = _opened(constraint, vocab, [prefix for prefix, _, _ in cases])
+    for row, (_, room, allowed) in enumerate(cases):
+        logits = np.zeros((1, len(vocab)), "float32")
+        logits[0, ids["x"]] = 1.0  # the model would write on
+        blocked = constraint.penalty(opened[row:row + 1], logits, xp=np, room=room)[0] < 0
+        compiled = np.asarray(constraint.penalty(ops.convert_to_tensor(opened[row:row + 1]),
+                                                 logits, room=room))[0] < 0
+        assert (blocked == compiled).all()
+        assert [t for t in shown if not blocked[ids[t]]] == allowed
 
 
 def test_producer_batch_matches_one_by_one_in_order(checkpoint, images):

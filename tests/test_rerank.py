@@ -12,7 +12,7 @@ from PIL import Image
 from img2latex_lib.cli import main
 from img2latex_lib.decoding import LatexProducer
 from img2latex_lib.render import LatexRenderer, latex_available
-from img2latex_lib.rerank import RenderReranker, chosen_index, rescaled_distance
+from img2latex_lib.rerank import RenderReranker, chosen_index, pooled, rescaled_distance
 from img2latex_lib.selftrain import Verifier
 from tests.test_cli import checkpoint, images  # noqa: F401  (fixtures)
 
@@ -33,6 +33,12 @@ WRONG = r"\frac { a + d } { c _ { 1 } } = \alpha ^ { 2 } - x _ { i }"  # one sym
 ])
 def test_chosen_index_prefers_the_best_scored_among_close_matches(distances, tolerance, index):
     assert chosen_index(distances, tolerance) == index
+
+
+def test_pooled_keeps_each_lists_order_and_each_candidate_once():
+    assert pooled(["a", "b", "c"], ["b", "d", "a", "e"]) == ["a", "b", "c", "d", "e"]
+    assert pooled([], ["x"], ["x", "y"]) == ["x", "y"]
+    assert pooled() == []
 
 
 @pytest.fixture(scope="module")
@@ -104,3 +110,27 @@ def test_cli_predict_rerank(checkpoint, images, capsys):  # noqa: F811
     assert [row[0] for row in rows] == [str(p) for p in images]
     assert main(args) == 1
     assert "needs a beam size of 2 or more" in capsys.readouterr().err
+
+
+@needs_latex
+def test_a_companion_models_candidate_can_win_the_render_check(checkpoint, typeset):  # noqa: F811
+    producer = LatexProducer(checkpoint, companions=[checkpoint])
+    own = [latex for latex, _ in producer.nbest(typeset, 3)]
+    assert producer.candidate_lists([typeset], 3) == [own]  # the same model adds nothing new
+    # a companion that reads this formula (its model stands in for a better-trained one)
+    companion = producer.companions[0]
+    companion.nbest_lists = lambda items, beam_size, batch_size: [
+        [(WRONG, -0.1), (FORMULA, -0.2)] for _ in items]
+    assert producer.candidate_lists([typeset], 3) == [pooled(own, [WRONG, FORMULA])]
+    assert FORMULA not in own  # the tiny test model cannot write it itself …
+    assert producer.predict(typeset, beam_size=3, rerank=True) == FORMULA  # … the check finds it
+
+
+@needs_latex
+def test_cli_companion_needs_rerank(checkpoint, images, capsys):  # noqa: F811
+    args = ["predict", str(images[0]), "--checkpoint", str(checkpoint), "--beam", "3",
+            "--companion", str(checkpoint)]
+    assert main(args) == 1
+    assert "give --rerank too" in capsys.readouterr().err
+    assert main([*args, "--rerank"]) == 0
+    assert capsys.readouterr().out.strip()
