@@ -540,20 +540,21 @@ class LatexProducer:
         render: bool = False,
         seed: int | None = None,
         rerank: bool = False,
+        companions: bool = True,
     ):
         """LaTeX for one image (a str) or a list of images (a list of str, in the given order).
 
         ``beam_size > 1`` uses beam search, ``temperature`` samples instead of the argmax.
-        ``rerank=True`` (with beam search) renders the beam's candidates (and the companions')
-        and keeps the one that reproduces the image (:class:`rerank.RenderReranker`; needs
-        pdflatex). With
+        ``rerank=True`` (with beam search) renders the beam's candidates (and, unless
+        ``companions=False``, the companions') and keeps the one that reproduces the image
+        (:class:`rerank.RenderReranker`; needs pdflatex). With
         ``render=True`` a single image returns ``(latex, figure)``: the input above the rendered
         prediction.
         """
         single = not isinstance(images, list | tuple)
         items = [images] if single else list(images)
         if rerank:
-            results = self._reranked(items, beam_size, batch_size)
+            results = self._reranked(items, beam_size, batch_size, companions)
         else:
             results = self._decoded(items, beam_size, temperature, batch_size, seed)
         if render:
@@ -578,7 +579,8 @@ class LatexProducer:
                 results[index] = self.vocab.decode(ids)
         return results
 
-    def _reranked(self, items: list, beam_size: int, batch_size: int) -> list[str]:
+    def _reranked(self, items: list, beam_size: int, batch_size: int,
+                  companions: bool) -> list[str]:
         if beam_size < 2:
             raise ValueError(f"rerank chooses among a beam's candidates: it needs a beam size "
                              f"of 2 or more, got {beam_size}")
@@ -586,16 +588,19 @@ class LatexProducer:
             from .rerank import RenderReranker
 
             self._reranker = RenderReranker()
-        return self._reranker.choose(items, self.candidate_lists(items, beam_size, batch_size))
+        return self._reranker.choose(
+            items, self.candidate_lists(items, beam_size, batch_size, companions))
 
-    def candidate_lists(self, images: Sequence, beam_size: int = 5,
-                        batch_size: int = 16) -> list[list[str]]:
-        """Each image's beam candidates, best-scored first, then those of each companion's beam
-        that are new (:func:`rerank.pooled`): what ``predict(..., rerank=True)`` chooses among."""
+    def candidate_lists(self, images: Sequence, beam_size: int = 5, batch_size: int = 16,
+                        companions: bool = True) -> list[list[str]]:
+        """Each image's beam candidates, best-scored first, then (unless ``companions=False``)
+        those of each companion's beam that are new (:func:`rerank.pooled`): what
+        ``predict(..., rerank=True)`` chooses among."""
         from .rerank import pooled
 
         lists = [self.nbest_lists(images, beam_size, batch_size)] + [
-            c.nbest_lists(images, beam_size, batch_size) for c in self.companions]
+            c.nbest_lists(images, beam_size, batch_size)
+            for c in (self.companions if companions else [])]
         return [pooled(*([latex for latex, _ in n] for n in per_model))
                 for per_model in zip(*lists, strict=True)]
 

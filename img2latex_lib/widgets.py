@@ -1,7 +1,8 @@
 """The interactive demo: upload an image of a formula, get its LaTeX, see it typeset by MathJax.
 
 ``demo()`` returns a :class:`Demo`, which a notebook displays as a widget: a file upload (PNG or
-JPEG), a beam size slider, a text box for an image path, a status line, and the result (the
+JPEG), a beam size slider, a render check (optionally with a second model's candidates), a text
+box for an image path, a status line, and the result (the
 image as the model reads it, the predicted LaTeX in a copyable text box, the formula rendered
 by MathJax). The same object predicts from code (:meth:`Demo.predict_path`,
 :meth:`Demo.predict_bytes`), so everything the widget does is usable without a browser.
@@ -49,7 +50,9 @@ def _check_upload(data: bytes, name: str) -> None:
 class Demo:
     """The demo's widgets and the predictions behind them.
 
-    Attributes: ``upload`` (FileUpload), ``beam`` (IntSlider), ``path`` (Text: an image path,
+    Attributes: ``upload`` (FileUpload), ``beam`` (IntSlider), ``check`` (Checkbox: render the
+    beam's candidates and keep the one that reproduces the image), ``second`` (Checkbox, shown when
+    the producer has companions: their beams join the check), ``path`` (Text: an image path,
     predicted on Enter), ``message`` (HTML status line, its plain text in ``status``),
     ``image`` (the image as loaded), ``latex_box`` (Textarea with the LaTeX), ``rendered``
     (HTMLMath: the LaTeX typeset by MathJax), ``output`` (the box holding the last three) and
@@ -67,6 +70,13 @@ class Demo:
                                       indent=False, disabled=True,
                                       tooltip="render the beam's candidates and keep the one "
                                       "that reproduces the image (beam size 2 or more)")
+        companions = producer.companions if producer else []
+        self._companions = ", ".join(c.checkpoint_dir.name for c in companions)
+        self.second = widgets.Checkbox(value=False, description=f"+ {self._companions}'s beam",
+                                       indent=False, disabled=True,
+                                       tooltip="the render check also tries the candidates of "
+                                       "this second model's beam (slower, more often right)",
+                                       layout=widgets.Layout(display="" if companions else "none"))
         self.path = widgets.Text(placeholder="... or type an image path and press Enter",
                                  description="Image path", continuous_update=False,
                                  layout=widgets.Layout(width="60%"))
@@ -80,7 +90,7 @@ class Demo:
         self.output = widgets.VBox([self.image, self.latex_box, self.rendered])
         self.widget = widgets.VBox([
             widgets.HTML("<b>Img2LaTeX</b>: upload a PNG or JPEG image of a formula"),
-            widgets.HBox([self.upload, self.beam, self.check]),
+            widgets.HBox([self.upload, self.beam, self.check, self.second]),
             self.path,
             self.message,
             self.output,
@@ -100,6 +110,7 @@ class Demo:
         self.upload.observe(self._on_upload, names="value")
         self.beam.observe(self._on_beam, names="value")
         self.check.observe(self._on_beam, names="value")
+        self.second.observe(self._on_beam, names="value")
         self.path.observe(self._on_path, names="value")
 
     def _repr_mimebundle_(self, **kwargs):
@@ -126,10 +137,15 @@ class Demo:
             return self._fail(str(error))
         self._last = (source, name)
         rerank = self.check.value and self.beam.value > 1
-        how = f"beam size {self.beam.value}" + (", checked by rendering," if rerank else "")
+        second = rerank and self.second.value
+        how = f"beam size {self.beam.value}"
+        if rerank:
+            how += (f", checked by rendering with {self._companions}'s beam too," if second
+                    else ", checked by rendering,")
         self._say(f"{name}: predicting with {how} ...", "info")
         start = time.perf_counter()
-        latex = to_latex(self.producer.predict(image, beam_size=self.beam.value, rerank=rerank))
+        latex = to_latex(self.producer.predict(image, beam_size=self.beam.value, rerank=rerank,
+                                               companions=second))
         seconds = time.perf_counter() - start
         self.image.value = _png_bytes(image)
         self.latex_box.value = latex
@@ -157,6 +173,7 @@ class Demo:
 
     def _on_beam(self, change: dict) -> None:
         self.check.disabled = self.producer is None or self.beam.value < 2
+        self.second.disabled = self.check.disabled or not self.check.value
         if self._last is not None:
             self._predict(*self._last)
 
@@ -166,15 +183,17 @@ class Demo:
 
 
 def demo(
-    checkpoint: str | Path | None = None, producer: LatexProducer | None = None
+    checkpoint: str | Path | None = None, producer: LatexProducer | None = None,
+    companion: str | Path | None = None,
 ) -> Demo:
     """The demo widget for ``producer``, or for the model in ``checkpoint`` (default: the shipped
-    one). Without a usable checkpoint, the widget says so instead of predicting."""
-    if producer is not None and checkpoint is not None:
-        raise ValueError("pass a checkpoint or a producer, not both")
+    one), with ``companion``'s beam offered to the render check (e.g. the shipped
+    ``img2latex-fast``). Without a usable checkpoint, the widget says so instead of predicting."""
+    if producer is not None and (checkpoint is not None or companion is not None):
+        raise ValueError("pass a checkpoint (and a companion) or a producer, not both")
     if producer is None:
         try:
-            producer = LatexProducer(checkpoint)
+            producer = LatexProducer(checkpoint, companions=[companion] if companion else [])
         except CheckpointError as error:
             return Demo(None, f"No trained model: {error}")
     return Demo(producer)

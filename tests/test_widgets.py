@@ -14,7 +14,7 @@ from PIL import Image
 from img2latex_lib.decoding import LatexProducer
 from img2latex_lib.model import Config, build_model
 from img2latex_lib.render import default_renderer
-from img2latex_lib.tokenizer import Vocab
+from img2latex_lib.tokenizer import Vocab, to_latex
 from img2latex_lib.training import save_checkpoint
 from img2latex_lib.widgets import MAX_UPLOAD_BYTES, Demo, demo
 from tests.test_model import SMALL, randomized
@@ -50,9 +50,12 @@ def app(tmp_path_factory) -> Demo:
     return demo(tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny"))
 
 
+TYPESET = r"x ^ { 2 } + \frac { a } { b }"
+
+
 @pytest.fixture(scope="module")
 def formula_png() -> bytes:
-    return encoded(default_renderer().render(r"x ^ { 2 } + \frac { a } { b }"))
+    return encoded(default_renderer().render(TYPESET))
 
 
 def assert_shows(app: Demo, latex: str, name: str, beam: int) -> None:
@@ -163,3 +166,27 @@ def test_any_producer_works_and_the_demo_displays_as_a_widget(app):
     assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == other.widget.model_id
     with pytest.raises(ValueError, match="not both"):
         demo(checkpoint="x", producer=other.producer)
+
+
+def test_a_second_models_beam_joins_the_render_check_when_ticked(app, formula_png, tmp_path):
+    assert app.second.layout.display == "none"  # no companion, no second checkbox
+    checkpoint = tiny_checkpoint(tmp_path / "tiny")
+    two = demo(checkpoint, companion=checkpoint)
+    assert two.second.layout.display != "none" and two.second.description == "+ tiny's beam"
+    # the companion stands in for a better-trained model that reads this formula
+    two.producer.companions[0].nbest_lists = lambda items, beam_size, batch_size: [
+        [(TYPESET, -0.1)] for _ in items]
+    two.beam.value = 3
+    assert two.second.disabled  # only with the render check
+    two.check.value = True
+    assert not two.second.disabled
+    upload(two, "formula.png", formula_png)
+    assert two.latex_box.value != to_latex(TYPESET)  # the random model's own beam misses it
+    two.second.value = True  # ticking it predicts again, with the companion's candidates
+    assert two.latex_box.value == to_latex(TYPESET)
+    assert two.status.startswith("formula.png: predicted with beam size 3, checked by rendering "
+                                 "with tiny's beam too, in ")
+    two.check.value = False
+    assert two.second.disabled and two.latex_box.value != to_latex(TYPESET)
+    with pytest.raises(ValueError, match="not both"):
+        demo(producer=two.producer, companion=checkpoint)
