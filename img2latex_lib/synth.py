@@ -768,7 +768,7 @@ class FormulaGenerator:
             tokens = self._formula()
             if _width(tokens) <= MAX_WIDTH_PT:
                 break
-        return " ".join(tokens)
+        return normalize(" ".join(tokens))  # one spelling: ``\ast`` as ``*``, ``\quad \quad``...
 
     def _formula(self) -> list[str]:
         self._style = {

@@ -63,7 +63,12 @@ SYNONYMS: dict[str, str] = {
     r"\vert": "|",
     r"\Vert": r"\|",
     r"\dagger": r"\dag",
+    r"\ast": "*",  # the same binary operator
+    "\\": "~",  # a control space (``\ ``) and a tie are the same space in a formula
 }
+
+#: Quad spaces, in ems: a run of them is rewritten as ``\qquad`` s and at most one ``\quad``.
+QUADS = {r"\quad": 1, r"\qquad": 2}
 
 #: Named operators, spelled as im2latex-100k spells them: ``\sin`` -> ``\operatorname { s i n }``
 #: (same glyphs and spacing); those with limits below take ``\operatorname*``.
@@ -185,6 +190,55 @@ def _spell_operators(tokens: list[str]) -> list[str]:
     return out
 
 
+def _merge_quads(tokens: list[str]) -> list[str]:
+    r"""``\quad \quad`` -> ``\qquad``, ``\quad \qquad`` -> ``\qquad \quad``: the same space."""
+    out: list[str] = []
+    ems = 0
+    for token in [*tokens, ""]:
+        if token in QUADS:
+            ems += QUADS[token]
+            continue
+        out += [r"\qquad"] * (ems // 2) + [r"\quad"] * (ems % 2)
+        ems = 0
+        out.append(token)
+    return out[:-1]
+
+
+#: Commands whose argument is text, where ``'`` is an apostrophe, not a prime.
+TEXT_COMMANDS = frozenset({r"\text", r"\textrm", r"\textbf", r"\textit", r"\mbox", r"\hbox"})
+
+
+def _spell_primes(tokens: list[str]) -> list[str]:
+    r"""``f ' ( x )`` -> ``f ^ { \prime } ( x )``, ``x ' ' ^ { 2 }`` -> ``x ^ { \prime \prime 2 }``:
+    in math, LaTeX reads a run of primes, and a superscript right after it, as one superscript.
+    A prime that opens a group (``x ^ { ' }``) or stands in text (``\text { i t ' s }``) is left
+    alone. Expects braced script and command arguments."""
+    out: list[str] = []
+    in_text = [False]  # for each open group: is it a text command's argument?
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        if token == "{":
+            in_text.append(in_text[-1] or (bool(out) and out[-1] in TEXT_COMMANDS))
+        elif token == "}" and len(in_text) > 1:
+            in_text.pop()
+        if token != "'" or not out or out[-1] == "{" or in_text[-1]:
+            out.append(token)
+            i += 1
+            continue
+        end = i
+        while end < len(tokens) and tokens[end] == "'":
+            end += 1
+        out += ["^", "{"] + [r"\prime"] * (end - i)
+        if end + 1 < len(tokens) and tokens[end] == "^" and tokens[end + 1] == "{":
+            in_text.append(False)  # the superscript's group goes on after the primes
+            i = end + 2
+        else:
+            out.append("}")
+            i = end
+    return out
+
+
 def normalize(latex: str) -> str:
     r"""Map equivalent spellings that render identically to one form; returns spaced tokens.
 
@@ -193,7 +247,8 @@ def normalize(latex: str) -> str:
     - spacing and tokenization: ``\frac{a}{b}`` -> ``\frac { a } { b }``;
       ``\left (`` -> ``\left(``
     - synonyms with the same glyph (:data:`SYNONYMS`): ``a \le b`` -> ``a \leq b``,
-      ``\rightarrow`` -> ``\to``, ``\lbrace`` -> ``\{``
+      ``\rightarrow`` -> ``\to``, ``\lbrace`` -> ``\{``, ``a \ast b`` -> ``a * b``,
+      ``a \ b`` -> ``a ~ b``
     - named operators as im2latex-100k spells them: ``\sin x`` -> ``\operatorname { s i n } x``,
       ``\lim _ { n }`` -> ``\operatorname* { l i m } _ { n }``
     - old font switches opening a group: ``{ \rm d } x`` -> ``\mathrm { d } x``,
@@ -201,6 +256,9 @@ def normalize(latex: str) -> str:
     - script and command arguments always braced: ``x ^ 2`` -> ``x ^ { 2 }``,
       ``x _ \alpha`` -> ``x _ { \alpha }``, ``\frac 1 2`` -> ``\frac { 1 } { 2 }``,
       ``e ^ \frac 1 2`` -> ``e ^ { \frac { 1 } { 2 } }``
+    - primes as the superscript they are: ``f '`` -> ``f ^ { \prime }``,
+      ``x ' ^ 2`` -> ``x ^ { \prime 2 }``
+    - quad spaces merged: ``\quad \quad`` -> ``\qquad``
     """
     tokens = [SYNONYMS.get(t, t) for t in tokenize(latex)]
     tokens = _spell_operators([_fuse_delimiter_synonym(t) for t in tokens])
@@ -209,7 +267,7 @@ def normalize(latex: str) -> str:
         if rewritten == tokens:
             break
         tokens = rewritten
-    return " ".join(tokens)
+    return " ".join(_merge_quads(_spell_primes(tokens)))
 
 
 #: Commands followed by TeX dimensions: how many braced ones (0: one bare, ``\\kern - 1 m u``).

@@ -1,9 +1,11 @@
 import json
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from img2latex_lib.render import LatexRenderer
 from img2latex_lib.tokenizer import (
     EOS_ID,
     PAD_ID,
@@ -15,6 +17,7 @@ from img2latex_lib.tokenizer import (
     to_latex,
     tokenize,
 )
+from tests.test_render import needs_latex
 
 
 def test_spaced_and_unspaced_give_same_tokens():
@@ -85,9 +88,32 @@ def test_round_trip_on_all_real_val_formulas(val_dir):
     ("x ^ { 2 }", "x ^ { 2 }"),
     (r"\sin x", r"\operatorname { s i n } x"),
     (r"\lim_{n}a", r"\operatorname* { l i m } _ { n } a"),
+    (r"a\ast b\ c", r"a * b ~ c"),
+    (r"a\quad\quad b\quad\qquad c", r"a \qquad b \qquad \quad c"),
+    (r"f'(x)", r"f ^ { \prime } ( x )"),
+    (r"x''^2_1", r"x ^ { \prime \prime 2 } _ { 1 }"),
+    (r"x'^{y'}", r"x ^ { \prime y ^ { \prime } }"),
+    (r"x^{'}", r"x ^ { ' }"),  # a prime opening a group stays
+    (r"\text{it's}", r"\text { i t ' s }"),  # an apostrophe in text stays
 ])
 def test_normalize_rules(raw, normalized):
     assert normalize(raw) == normalized
+
+
+@needs_latex
+@pytest.mark.parametrize("template", ["im2latex", "amsmath"])
+def test_normalized_spellings_render_the_same(template):
+    """Each rule of normalize keeps the picture, pixel for pixel, in both templates."""
+    raw = [r"x^2+\frac 1 2", r"a\le b\rightarrow c", r"{\rm d}x", r"a\ast b^*\ c",
+           r"a\quad\quad b\quad\qquad c", r"f'(x)+g_1'", r"x''^2_1", r"x'^{y'}", r"\sin x"]
+    if template == "im2latex":
+        raw = raw[:-1]  # \operatorname needs amsmath
+    renderer = LatexRenderer(template=template, strict=True)
+    before = renderer.render_batch(raw)
+    after = renderer.render_batch([normalize(f) for f in raw])
+    for formula, one, other in zip(raw, before, after, strict=True):
+        assert one.image is not None and other.image is not None, formula
+        assert np.array_equal(np.asarray(one.image), np.asarray(other.image)), formula
 
 
 def test_normalize_is_idempotent_on_real_formulas(val_dir):
