@@ -64,7 +64,6 @@ SYNONYMS: dict[str, str] = {
     r"\Vert": r"\|",
     r"\dagger": r"\dag",
     r"\ast": "*",  # the same binary operator
-    "\\": "~",  # a control space (``\ ``) and a tie are the same space in a formula
 }
 
 #: Quad spaces, in ems: a run of them is rewritten as ``\qquad`` s and at most one ``\quad``.
@@ -239,6 +238,149 @@ def _spell_primes(tokens: list[str]) -> list[str]:
     return out
 
 
+#: TeX's atom classes of the tokens :func:`_drop_redundant_braces` needs to know (a token not
+#: listed is not assumed to be anything).
+RELATIONS = frozenset(r"""= < > : \leq \geq \neq \equiv \sim \simeq \approx \to \in \ni \subset
+    \supset \subseteq \supseteq \propto \perp \mid \parallel \Rightarrow \leftarrow
+    \leftrightarrow \Leftrightarrow \Longrightarrow \longrightarrow \Leftarrow \mapsto
+    \longmapsto \ll \gg \cong \doteq \vdash \asymp \uparrow \downarrow \prec \succ \preceq
+    \succeq \models""".split())
+BINARY_OPERATORS = frozenset(r"""+ - * \pm \mp \cdot \times \otimes \oplus \ominus \odot \wedge
+    \vee \circ \star \bullet \cap \cup \setminus \div""".split())
+OPENINGS = frozenset(r"( [ \{ \langle \lfloor \lceil".split())
+CLOSINGS = frozenset(r") ] \} \rangle \rfloor \rceil".split())
+PUNCTUATION = frozenset([",", ";"])
+LARGE_OPERATORS = frozenset(r"""\sum \int \prod \oint \coprod \bigcup \bigcap \bigotimes
+    \bigoplus \bigwedge \bigvee""".split())
+ORDINARY_SYMBOLS = frozenset(r"""\alpha \beta \gamma \delta \epsilon \varepsilon \zeta \eta
+    \theta \vartheta \iota \kappa \lambda \mu \nu \xi \pi \varpi \rho \varrho \sigma
+    \varsigma \tau \upsilon \phi \varphi \chi \psi \omega \Gamma \Delta \Theta \Lambda \Xi
+    \Pi \Sigma \Upsilon \Phi \Psi \Omega \infty \partial \nabla \hbar \ell \emptyset
+    \aleph""".split())
+#: Commands whose result, with their arguments, is one ordinary atom (LaTeX's fractions put
+#: themselves in a group, so ``{ \frac { 1 } { 2 } }`` and ``\frac { 1 } { 2 }`` look alike).
+ORDINARY_COMMANDS = frozenset(r"""\mathrm \mathbf \mathit \mathcal \mathsf \mathtt \mathbb
+    \mathfrak \hat \widehat \tilde \widetilde \bar \overline \underline \vec \dot \ddot
+    \check \breve \acute \grave \sqrt \frac \dfrac \tfrac \binom""".split())
+#: ``\left`` / ``\right`` delimiters that plain LaTeX knows (the im2latex template has no amsmath).
+PLAIN_DELIMITERS = frozenset(r"""( ) [ ] \{ \} | \| . / \langle \rangle \lfloor \rfloor \lceil
+    \rceil""".split())
+_KNOWN_COMMANDS = RELATIONS | BINARY_OPERATORS | LARGE_OPERATORS | ORDINARY_SYMBOLS
+
+
+def _delimiter(token: str | None, side: str) -> bool:
+    return token is not None and token.startswith(side) and token[len(side):] in PLAIN_DELIMITERS
+
+
+def _ordinary(token: str | None) -> bool:
+    return token is not None and ((len(token) == 1 and token.isalnum())
+                                  or token in ORDINARY_SYMBOLS)
+
+
+def _atom_class(tokens: Sequence[str]) -> str | None:
+    """"ord" or "inner" when ``tokens`` make exactly one atom of that class, else None."""
+    if len(tokens) == 1:
+        return "ord" if _ordinary(tokens[0]) else None
+    if not tokens:
+        return None
+    head = tokens[0]
+    if head == "{":
+        return "ord" if _group_end(tokens, 0) == len(tokens) else None
+    if head in ORDINARY_COMMANDS:
+        end = 1
+        if head == r"\sqrt" and tokens[end] == "[":
+            end = tokens.index("]", end) + 1 if "]" in tokens[end:] else len(tokens)
+        for _ in range(ARITY[head]):  # each argument a group (a malformed one is left alone)
+            if end >= len(tokens) or tokens[end] != "{":
+                return None
+            end = _group_end(tokens, end)
+        return "ord" if end == len(tokens) else None
+    if _delimiter(head, r"\left"):
+        depth = 0
+        for k, token in enumerate(tokens):
+            depth += _delimiter(token, r"\left") - _delimiter(token, r"\right")
+            if depth == 0:
+                return "inner" if k == len(tokens) - 1 else None
+    return None
+
+
+def _spaced_alike_before(out: Sequence[str]) -> bool:
+    """The atom before a group is spaced from it alike whether the group is ordinary or inner,
+    in every style (TeX's spacing table): nothing, an opening, a relation, punctuation, an
+    inner atom, or a binary operator that stays binary (it follows an ordinary atom)."""
+    before = out[-1] if out else None
+    if (before in (None, "{", "&", "\\\\") or before in OPENINGS or before in RELATIONS
+            or before in PUNCTUATION or _delimiter(before, r"\left")
+            or _delimiter(before, r"\right")):
+        return True
+    if before in BINARY_OPERATORS and len(out) > 1:
+        operand = out[-2]
+        return (_ordinary(operand) or operand in CLOSINGS or operand == "}"
+                or _delimiter(operand, r"\right"))
+    return False
+
+
+def _spaced_alike_after(tokens: Sequence[str], end: int) -> bool:
+    """The same for the atom after a group: nothing, a closing, a relation, a large operator,
+    an inner atom, or a binary operator that stays binary (an operand follows it)."""
+    after = tokens[end] if end < len(tokens) else None
+    if (after in (None, "}", "&", "\\\\") or after in CLOSINGS or after in RELATIONS
+            or after in LARGE_OPERATORS or _delimiter(after, r"\left")
+            or _delimiter(after, r"\right")):
+        return True
+    if after in BINARY_OPERATORS:
+        operand = tokens[end + 1] if end + 1 < len(tokens) else None
+        return not (operand in (None, "}", "&", "\\\\") or operand in RELATIONS
+                    or operand in CLOSINGS or operand in PUNCTUATION
+                    or _delimiter(operand, r"\right"))
+    return False
+
+
+def _drop_redundant_braces(tokens: list[str]) -> list[str]:
+    r"""``x { \frac { 1 } { 2 } }`` -> ``x \frac { 1 } { 2 }``, ``_ { { i } }`` -> ``_ { i }``:
+    braces around one atom go where they change nothing in the picture. A group makes its
+    content an ordinary atom, so braces around an ordinary atom (a letter, ``\mathrm { d }``,
+    ``\hat { x }``, a fraction, a group) go unless a script follows (``{ x } ^ { 2 }`` places
+    the script differently); braces around an inner atom (``\left( … \right)``) go only where
+    both neighbours are spaced alike from either class (``x { \left( a \right) }`` keeps
+    them: TeX puts a thin space between an ordinary and an inner atom). A command's argument
+    keeps its braces, and so does any group right after a command this module does not know."""
+    out: list[str] = []
+    i = 0
+    arguments = 0  # groups still to come that are a command's arguments (-1: all that follow)
+    while i < len(tokens):
+        token = tokens[i]
+        if token == "{":
+            end = _group_end(tokens, i)
+            inner = _drop_redundant_braces(tokens[i + 1 : end - 1])
+            kind = None if arguments else _atom_class(inner)
+            scripted = end < len(tokens) and tokens[end] in ("^", "_", "'")
+            if kind and not scripted and (kind == "ord" or (
+                    _spaced_alike_before(out) and _spaced_alike_after(tokens, end))):
+                out += inner
+            else:
+                out += ["{", *inner, "}"]
+            arguments -= arguments > 0
+            i = end
+            continue
+        out.append(token)
+        i += 1
+        if token == r"\sqrt" and i < len(tokens) and tokens[i] == "[":  # keep [ n ] as it is
+            close = tokens.index("]", i) + 1 if "]" in tokens[i:] else len(tokens)
+            out += tokens[i:close]
+            i = close
+        if token in ("^", "_"):
+            arguments = 1
+        elif token in ARITY:
+            arguments = ARITY[token]
+        elif (token[:1] == "\\" and token[1:2].isalpha() and token not in _KNOWN_COMMANDS
+              and not _delimiter(token, r"\left") and not _delimiter(token, r"\right")):
+            arguments = -1
+        else:
+            arguments = 0
+    return out
+
+
 def normalize(latex: str) -> str:
     r"""Map equivalent spellings that render identically to one form; returns spaced tokens.
 
@@ -259,6 +401,8 @@ def normalize(latex: str) -> str:
     - primes as the superscript they are: ``f '`` -> ``f ^ { \prime }``,
       ``x ' ^ 2`` -> ``x ^ { \prime 2 }``
     - quad spaces merged: ``\quad \quad`` -> ``\qquad``
+    - braces that change nothing in the picture dropped: ``x = { \frac { 1 } { 2 } }`` ->
+      ``x = \frac { 1 } { 2 }``, ``_ { { i } }`` -> ``_ { i }`` (:func:`_drop_redundant_braces`)
     """
     tokens = [SYNONYMS.get(t, t) for t in tokenize(latex)]
     tokens = _spell_operators([_fuse_delimiter_synonym(t) for t in tokens])
@@ -267,7 +411,7 @@ def normalize(latex: str) -> str:
         if rewritten == tokens:
             break
         tokens = rewritten
-    return " ".join(_merge_quads(_spell_primes(tokens)))
+    return " ".join(_drop_redundant_braces(_merge_quads(_spell_primes(tokens))))
 
 
 #: Commands followed by TeX dimensions: how many braced ones (0: one bare, ``\\kern - 1 m u``).
