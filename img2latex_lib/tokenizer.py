@@ -336,7 +336,7 @@ def _spaced_alike_after(tokens: Sequence[str], end: int) -> bool:
     return False
 
 
-def _drop_redundant_braces(tokens: list[str]) -> list[str]:
+def _drop_redundant_braces(tokens: list[str], math_list: bool = True) -> list[str]:
     r"""``x { \frac { 1 } { 2 } }`` -> ``x \frac { 1 } { 2 }``, ``_ { { i } }`` -> ``_ { i }``:
     braces around one atom go where they change nothing in the picture. A group makes its
     content an ordinary atom, so braces around an ordinary atom (a letter, ``\mathrm { d }``,
@@ -344,15 +344,23 @@ def _drop_redundant_braces(tokens: list[str]) -> list[str]:
     the script differently); braces around an inner atom (``\left( … \right)``) go only where
     both neighbours are spaced alike from either class (``x { \left( a \right) }`` keeps
     them: TeX puts a thin space between an ordinary and an inner atom). A command's argument
-    keeps its braces, and so does any group right after a command this module does not know."""
+    keeps its braces, and so does any group right after a command this module does not know
+    (nothing inside those changes). A group that is all of a math list goes too
+    (``\bar { { W ( \Phi ) } }``): the list holds one ordinary atom either way."""
+    if not math_list:  # a text or an unknown command's argument: left as it is
+        return tokens
+    if tokens[:1] == ["{"] and _group_end(tokens, 0) == len(tokens):
+        return _drop_redundant_braces(tokens[1:-1])
     out: list[str] = []
     i = 0
     arguments = 0  # groups still to come that are a command's arguments (-1: all that follow)
+    owner = None  # the command (or script) they belong to
     while i < len(tokens):
         token = tokens[i]
         if token == "{":
             end = _group_end(tokens, i)
-            inner = _drop_redundant_braces(tokens[i + 1 : end - 1])
+            math = not arguments or owner in ("^", "_") or owner in ORDINARY_COMMANDS
+            inner = _drop_redundant_braces(tokens[i + 1 : end - 1], math)
             kind = None if arguments else _atom_class(inner)
             scripted = end < len(tokens) and tokens[end] in ("^", "_", "'")
             if kind and not scripted and (kind == "ord" or (
@@ -369,6 +377,7 @@ def _drop_redundant_braces(tokens: list[str]) -> list[str]:
             close = tokens.index("]", i) + 1 if "]" in tokens[i:] else len(tokens)
             out += tokens[i:close]
             i = close
+        owner = token
         if token in ("^", "_"):
             arguments = 1
         elif token in ARITY:

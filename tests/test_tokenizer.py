@@ -98,6 +98,8 @@ def test_round_trip_on_all_real_val_formulas(val_dir):
     (r"\text{it's}", r"\text { i t ' s }"),  # an apostrophe in text stays
     (r"x={\frac12}+{a}", r"x = \frac { 1 } { 2 } + a"),
     (r"x_{{i}}+\bar{{\Delta}}", r"x _ { i } + \bar { \Delta }"),
+    (r"\bar{{W(\Phi)}}+{a+b}", r"\bar { W ( \Phi ) } + { a + b }"),  # a group all of a list
+    (r"\text{{a b}}", r"\text { { a b } }"),  # text is left as it is
     (r"=\left(a\right)+{\left(b\right)}", r"= \left( a \right) + \left( b \right)"),
     (r"dx{\frac12}", r"d x \frac { 1 } { 2 }"),  # LaTeX's \frac is a group already
     # braces that change the picture stay: spacing (a thin space between x and \left( ... \right);
@@ -119,7 +121,7 @@ def test_normalized_spellings_render_the_same(template):
     raw = [r"x^2+\frac 1 2", r"a\le b\rightarrow c", r"{\rm d}x", r"a\ast b^*",
            r"a\quad\quad b\quad\qquad c", r"f'(x)+g_1'", r"x''^2_1", r"x'^{y'}",
            r"x={\frac12}+{a}_{{i}}-\bar{{\Delta}}", r"({\frac 1 2})\leq{\left(b\right)}+c",
-           r"dx{\frac12}=-{\left(a\right)}x{\left(b\right)}{x}^2",
+           r"dx{\frac12}=-{\left(a\right)}x{\left(b\right)}{x}^2", r"\bar{{W(\Phi)}}^{{a+b}}",
            r"\sin x"]
     if template == "im2latex":
         raw = raw[:-1]  # \operatorname needs amsmath
