@@ -108,6 +108,12 @@ def _group_end(tokens: Sequence[str], start: int) -> int:
     return len(tokens)
 
 
+def _is_one_group(tokens: Sequence[str]) -> bool:
+    """``tokens`` are one closed ``{...}`` group."""
+    return (tokens[:1] == ["{"] and tokens[-1:] == ["}"] and _group_end(tokens, 0) == len(tokens)
+            and tokens.count("{") == tokens.count("}"))
+
+
 def _atom_end(tokens: Sequence[str], start: int) -> int:
     """Index just past the atom at ``start``: a group, a command with its arguments, a token."""
     if start >= len(tokens):
@@ -285,7 +291,7 @@ def _atom_class(tokens: Sequence[str]) -> str | None:
         return None
     head = tokens[0]
     if head == "{":
-        return "ord" if _group_end(tokens, 0) == len(tokens) else None
+        return "ord" if _is_one_group(tokens) else None
     if head in ORDINARY_COMMANDS:
         end = 1
         if head == r"\sqrt" and tokens[end] == "[":
@@ -349,7 +355,7 @@ def _drop_redundant_braces(tokens: list[str], math_list: bool = True) -> list[st
     (``\bar { { W ( \Phi ) } }``): the list holds one ordinary atom either way."""
     if not math_list:  # a text or an unknown command's argument: left as it is
         return tokens
-    if tokens[:1] == ["{"] and _group_end(tokens, 0) == len(tokens):
+    if _is_one_group(tokens):
         return _drop_redundant_braces(tokens[1:-1])
     out: list[str] = []
     i = 0
@@ -359,6 +365,9 @@ def _drop_redundant_braces(tokens: list[str], math_list: bool = True) -> list[st
         token = tokens[i]
         if token == "{":
             end = _group_end(tokens, i)
+            if not _is_one_group(tokens[i:end]):  # never closed: the rest stays as it is
+                out += tokens[i:]
+                break
             math = not arguments or owner in ("^", "_") or owner in ORDINARY_COMMANDS
             inner = _drop_redundant_braces(tokens[i + 1 : end - 1], math)
             kind = None if arguments else _atom_class(inner)

@@ -108,6 +108,7 @@ def test_round_trip_on_all_real_val_formulas(val_dir):
     (r"=-{\left(a\right)}", r"= - { \left( a \right) }"),
     (r"{x}^2", r"{ x } ^ { 2 }"),
     (r"\mathop{x}+{-}", r"\mathop { x } + { - }"),
+    (r"\frac{a}{", r"\frac { a } {"),  # a group never closed stays open
     (r"{\frac{a}}{b}", r"{ \frac { a } } b"),  # a fraction missing an argument keeps its group
 ])
 def test_normalize_rules(raw, normalized):
@@ -174,9 +175,12 @@ def test_tokenize_ignores_spacing(text):
 
 
 @given(latex_text)
-def test_normalize_is_idempotent(text):
+def test_normalize_is_idempotent_and_keeps_brace_balance(text):
     once = normalize(text)
     assert normalize(once) == once
+    tokens, normalized = tokenize(text), once.split()
+    # it adds or removes whole groups only: a formula left open stays open (and fails to render)
+    assert normalized.count("{") - normalized.count("}") == tokens.count("{") - tokens.count("}")
 
 
 @given(st.lists(st.sampled_from(["a", "b", r"\frac", "{", "}", "^"]), max_size=30))
