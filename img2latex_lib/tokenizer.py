@@ -131,12 +131,14 @@ def _atom_end(tokens: Sequence[str], start: int) -> int:
 
 
 def _replace_font_switches(tokens: list[str]) -> list[str]:
-    r"""``{ \rm d x }`` -> ``\mathrm { d x }``: a switch that opens a group becomes a command."""
+    r"""``{ \rm d x }`` -> ``\mathrm { d x }``: a switch that opens a (closed) group becomes a
+    command."""
     out: list[str] = []
     i = 0
     while i < len(tokens):
-        if tokens[i] == "{" and i + 1 < len(tokens) and tokens[i + 1] in FONT_SWITCHES:
-            end = _group_end(tokens, i)
+        end = _group_end(tokens, i)
+        if (tokens[i] == "{" and i + 1 < len(tokens) and tokens[i + 1] in FONT_SWITCHES
+                and _is_one_group(tokens[i:end])):
             inner = _replace_font_switches(tokens[i + 2 : end - 1])
             out += [FONT_SWITCHES[tokens[i + 1]], "{", *inner, "}"]
             i = end

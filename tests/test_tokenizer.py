@@ -162,7 +162,8 @@ def test_normalize_is_idempotent_on_real_formulas(val_dir):
 
 latex_text = st.lists(
     st.sampled_from([r"\frac", r"\alpha", "{", "}", "^", "_", "x", "2", r"\left(", r"\right)",
-                     r"\,", r"\{", "\\\\", "+", r"\mathrm", r"\rm", r"\le", " ", "  ", "'"]),
+                     r"\,", r"\{", "\\\\", "+", r"\mathrm", r"\rm", r"\le", " ", "  ", "'",
+                     r"\quad", r"\sqrt", "[", "]", "=", r"\cal"]),
     max_size=40,
 ).map("".join)
 
