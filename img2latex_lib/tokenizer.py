@@ -136,9 +136,9 @@ def _replace_font_switches(tokens: list[str]) -> list[str]:
     out: list[str] = []
     i = 0
     while i < len(tokens):
-        end = _group_end(tokens, i)
-        if (tokens[i] == "{" and i + 1 < len(tokens) and tokens[i + 1] in FONT_SWITCHES
-                and _is_one_group(tokens[i:end])):
+        opens_switch = tokens[i] == "{" and i + 1 < len(tokens) and tokens[i + 1] in FONT_SWITCHES
+        end = _group_end(tokens, i) if opens_switch else i + 1
+        if opens_switch and _is_one_group(tokens[i:end]):
             inner = _replace_font_switches(tokens[i + 2 : end - 1])
             out += [FONT_SWITCHES[tokens[i + 1]], "{", *inner, "}"]
             i = end
@@ -409,8 +409,7 @@ def normalize(latex: str) -> str:
     - spacing and tokenization: ``\frac{a}{b}`` -> ``\frac { a } { b }``;
       ``\left (`` -> ``\left(``
     - synonyms with the same glyph (:data:`SYNONYMS`): ``a \le b`` -> ``a \leq b``,
-      ``\rightarrow`` -> ``\to``, ``\lbrace`` -> ``\{``, ``a \ast b`` -> ``a * b``,
-      ``a \ b`` -> ``a ~ b``
+      ``\rightarrow`` -> ``\to``, ``\lbrace`` -> ``\{``, ``a \ast b`` -> ``a * b``
     - named operators as im2latex-100k spells them: ``\sin x`` -> ``\operatorname { s i n } x``,
       ``\lim _ { n }`` -> ``\operatorname* { l i m } _ { n }``
     - old font switches opening a group: ``{ \rm d } x`` -> ``\mathrm { d } x``,
@@ -421,8 +420,8 @@ def normalize(latex: str) -> str:
     - primes as the superscript they are: ``f '`` -> ``f ^ { \prime }``,
       ``x ' ^ 2`` -> ``x ^ { \prime 2 }``
     - quad spaces merged: ``\quad \quad`` -> ``\qquad``
-    - braces that change nothing in the picture dropped: ``x = { \frac { 1 } { 2 } }`` ->
-      ``x = \frac { 1 } { 2 }``, ``_ { { i } }`` -> ``_ { i }`` (:func:`_drop_redundant_braces`)
+    - braces that change nothing in the picture dropped: ``x { \frac { 1 } { 2 } }`` ->
+      ``x \frac { 1 } { 2 }``, ``_ { { i } }`` -> ``_ { i }`` (:func:`_drop_redundant_braces`)
     """
     tokens = [SYNONYMS.get(t, t) for t in tokenize(latex)]
     tokens = _spell_operators([_fuse_delimiter_synonym(t) for t in tokens])
