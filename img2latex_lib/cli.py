@@ -1,21 +1,68 @@
-"""The ``img2latex`` command line: prepare | train | predict | evaluate | render | pseudo-label."""
+"""The ``img2latex`` command line: prepare | train | predict | evaluate | render | pseudo-label.
+
+Exit codes: 0 all done; 1 an error, or some inputs failed (each named in one line on stderr,
+the others done); 2 a usage error; 130 interrupted. TensorFlow's start-up log is kept off
+stderr unless ``--verbose`` is given or the user set TensorFlow's log variables.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import re
 import sys
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
+#: Exit code of a command some of whose inputs failed (or that failed itself).
+FAILED = 1
+#: Exit code of a command line argparse refuses.
+USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line (the usage itself is in --help)."""
+
+    def error(self, message: str):
+        self.exit(USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive(kind: type) -> Callable[[str], int | float]:
+    """An argparse type: a number of ``kind`` that must be above zero."""
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not value > 0:  # also refuses NaN
+            raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+def _common() -> argparse.ArgumentParser:
+    """Flags every command has."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--verbose", action="store_true",
+                        help="show TensorFlow's and Keras' log lines")
+    return common
+
 
 def _add_prepare(sub) -> None:
-    p = sub.add_parser("prepare", help="build a data set folder in the im2latex-100k layout")
+    p = sub.add_parser("prepare", help="build a data set folder in the im2latex-100k layout",
+                       parents=[_common()])
     p.add_argument("out", type=Path, help="output folder")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--formulas", type=Path, help="a formula list (one per line) to render")
-    source.add_argument("--synthetic", type=int, metavar="N", help="render N synthetic formulas")
+    source.add_argument("--synthetic", type=_positive(int), metavar="N",
+                        help="render N synthetic formulas")
     source.add_argument("--im2latex", type=Path, metavar="DIR",
                         help="an im2latex-100k folder: re-render its formulas")
     p.add_argument("--split", default="matching.txt", help="split file of --im2latex")
@@ -25,19 +72,20 @@ def _add_prepare(sub) -> None:
     p.add_argument("--renderer", choices=["latex", "mathtext"], default=None,
                    help="default: latex when pdflatex is installed, else mathtext")
     p.add_argument("--template", choices=["im2latex", "amsmath"], default="im2latex")
-    p.add_argument("--scale", type=float, default=1.0,
+    p.add_argument("--scale", type=_positive(float), default=1.0,
                    help="render at this many times the im2latex size (e.g. 2 or 3: sharp, "
                         "large images like screenshots of a zoomed page)")
-    p.add_argument("--limit", type=int, default=None, help="use only the first N formulas")
-    p.add_argument("--sample", type=int, default=None,
+    p.add_argument("--limit", type=_positive(int), default=None,
+                   help="use only the first N formulas")
+    p.add_argument("--sample", type=_positive(int), default=None,
                    help="use N formulas drawn at random (with --seed)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workers", type=_positive(int), default=2)
 
 
 def _add_model_flags(p) -> None:
     """The seed's flag names for the hyperparameters."""
-    from .model import Config
+    from .config import Config
 
     defaults = Config()
     for name in ("embedding_dim", "decoder_units", "enc_out_dim", "attention_head_size",
@@ -57,15 +105,17 @@ def _add_model_flags(p) -> None:
 
 
 def _add_train(sub) -> None:
-    p = sub.add_parser("train", help="train a model (flags as in the seed)")
+    p = sub.add_parser("train", help="train a model (flags as in the seed)",
+                       parents=[_common()])
     p.add_argument("--data", nargs="+", required=True,
                    help="data set folder(s), each optionally with formula ids and a repeat "
                    "count: DIR, DIR:0-6974, DIR:0-6974x3; or packs (img2latex pack): "
                    "FILE.pack, FILE.packx3")
     p.add_argument("--val", default=None, help="validation data set folder (DIR or DIR:A-B)")
-    p.add_argument("--val_limit", type=int, default=100, help="validation images decoded")
+    p.add_argument("--val_limit", type=_positive(int), default=100,
+                   help="validation images decoded")
     p.add_argument("--vocab", type=Path, default=None, help="vocab.json (default: build one)")
-    p.add_argument("--min_freq", type=int, default=2)
+    p.add_argument("--min_freq", type=_positive(int), default=2)
     p.add_argument("--augment", action="store_true", help="augment training images")
     p.add_argument("--resume", action="store_true", help="continue from SAVE_DIR/last")
     p.add_argument("--init", type=Path, default=None, help="warm start from a checkpoint")
@@ -73,32 +123,38 @@ def _add_train(sub) -> None:
                    help="stop after this many steps; the learning rate decays over them")
     p.add_argument("--distribute", action="store_true",
                    help="data-parallel over all local devices")
-    p.add_argument("--bucket_width", type=int, default=None,
+    p.add_argument("--bucket_width", type=_positive(int), default=None,
                    help="pad batch images to a multiple of this (default: --width_step); "
                    "larger means fewer shapes to compile under JAX")
-    p.add_argument("--length_step", type=int, default=8,
+    p.add_argument("--length_step", type=_positive(int), default=8,
                    help="pad batch formulas to a multiple of this many tokens")
-    p.add_argument("--workers", type=int, default=1,
+    p.add_argument("--workers", type=_positive(int), default=1,
                    help="processes preparing batches (more than 1: in parallel with training)")
     _add_model_flags(p)
 
 
 def _add_pack(sub) -> None:
-    p = sub.add_parser("pack", help="shrink data sets into one small training file")
+    p = sub.add_parser("pack", help="shrink data sets into one small training file",
+                       parents=[_common()])
     p.add_argument("out", type=Path, help="output file, FILE.pack")
     p.add_argument("--data", nargs="+", required=True, help="data sets as for train --data "
                    "(a repeat count stores the samples that many times: better given to train)")
-    p.add_argument("--max_height", type=int, default=96, help="scale taller images down")
-    p.add_argument("--levels", type=int, default=16, help="grey levels kept")
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--max_height", type=_positive(int), default=96, help="scale taller images down")
+    p.add_argument("--levels", type=_positive(int), default=16, help="grey levels kept")
+    p.add_argument("--workers", type=_positive(int), default=2)
 
 
 def _add_predict(sub) -> None:
-    p = sub.add_parser("predict", help="LaTeX of image files")
-    p.add_argument("images", nargs="+", type=Path)
+    p = sub.add_parser("predict", help="LaTeX of image files", parents=[_common()],
+                       description="LaTeX of each image, in order. A file that cannot be read "
+                       "gets one line on stderr and the others are still done; the exit code "
+                       "is then 1.")
+    p.add_argument("images", nargs="+", help="image files; - reads one image from standard "
+                   "input (e.g. a pipe from a screenshot tool)")
     p.add_argument("--checkpoint", type=Path, default=None, help="default: the shipped model")
-    p.add_argument("--beam", type=int, default=1, help="beam size (1 = greedy)")
-    p.add_argument("--temperature", type=float, default=None, help="sample instead")
+    p.add_argument("--beam", type=_positive(int), default=1, help="beam size (1 = greedy)")
+    p.add_argument("--temperature", type=_positive(float), default=None,
+                   help="sample at this temperature (> 0) instead of taking the best token")
     p.add_argument("--rerank", action="store_true",
                    help="with --beam N: render the beam's candidates and keep the one that "
                    "reproduces the image (images typeset like im2latex-100k; needs pdflatex)")
@@ -108,24 +164,27 @@ def _add_predict(sub) -> None:
     p.add_argument("--render", action="store_true", help="save IMAGE.pred.png: input above "
                    "the rendered prediction")
     p.add_argument("--format", choices=["tsv", "json"], default=None,
-                   help="output for several images (default tsv)")
-    p.add_argument("--batch_size", type=int, default=16)
+                   help="output for several images (default tsv); json gives a failed image "
+                   "an error field")
+    p.add_argument("--batch_size", type=_positive(int), default=16)
 
 
 def _add_evaluate(sub) -> None:
-    p = sub.add_parser("evaluate", help="metrics of a checkpoint on a data set")
+    p = sub.add_parser("evaluate", help="metrics of a checkpoint on a data set",
+                       parents=[_common()])
     p.add_argument("dataset", type=Path)
     p.add_argument("--split", default="matching.txt")
     p.add_argument("--checkpoint", type=Path, default=None)
-    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--limit", type=_positive(int), default=None)
     p.add_argument("--first_id", type=int, default=None, help="only formula ids >= this")
-    p.add_argument("--beam", type=int, nargs="+", default=[1])
+    p.add_argument("--beam", type=_positive(int), nargs="+", default=[1])
     p.add_argument("--image_match", action="store_true",
                    help="also render and compare (needs pdflatex)")
 
 
 def _add_render(sub) -> None:
-    p = sub.add_parser("render", help="render a formula to a PNG")
+    p = sub.add_parser("render", help="render a formula to a PNG",
+                       parents=[_common()])
     p.add_argument("formula")
     p.add_argument("-o", "--out", type=Path, required=True)
     p.add_argument("--renderer", choices=["latex", "mathtext"], default=None)
@@ -133,29 +192,32 @@ def _add_render(sub) -> None:
 
 
 def _add_export(sub) -> None:
-    p = sub.add_parser("export", help="copy a checkpoint without its optimizer state")
+    p = sub.add_parser("export", help="copy a checkpoint without its optimizer state",
+                       parents=[_common()])
     p.add_argument("checkpoint", type=Path)
     p.add_argument("out", type=Path, help="new checkpoint folder")
 
 
 def _add_pseudo_label(sub) -> None:
     p = sub.add_parser("pseudo-label", help="label unlabeled images with the model and keep "
-                       "the labels whose render reproduces the image")
+                       "the labels whose render reproduces the image",
+                       parents=[_common()])
     p.add_argument("images", nargs="+", type=Path, help="image files, or folders of PNG files")
     p.add_argument("--out", type=Path, required=True, help="output data set folder (resumable)")
     p.add_argument("--checkpoint", type=Path, default=None, help="default: the shipped model")
-    p.add_argument("--beam", type=int, default=5, help="n-best candidates per image")
+    p.add_argument("--beam", type=_positive(int), default=5, help="n-best candidates per image")
     p.add_argument("--round", type=int, default=1, help="round number recorded per decision")
-    p.add_argument("--limit", type=int, default=None, help="only the first N images")
+    p.add_argument("--limit", type=_positive(int), default=None, help="only the first N images")
     p.add_argument("--exclude", type=Path, nargs="*", default=[],
                    help="pseudo-label folders of earlier rounds: skip the images they accepted")
     p.add_argument("--threshold", type=float, default=None, help="largest accepted distance")
     p.add_argument("--margin", type=float, default=None, help="least margin to a rival")
-    p.add_argument("--batch_size", type=int, default=32)
+    p.add_argument("--batch_size", type=_positive(int), default=32)
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="img2latex", description=__doc__)
+    parser = _Parser(prog="img2latex", description=__doc__,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_prepare, _add_pack, _add_train, _add_predict, _add_evaluate, _add_render,
                 _add_export, _add_pseudo_label):
@@ -166,8 +228,6 @@ def make_parser() -> argparse.ArgumentParser:
 def _renderer(name: str | None, template: str = "im2latex", scale: float = 1.0):
     from .render import IM2LATEX_DPI, LatexRenderer, MathtextRenderer, default_renderer
 
-    if scale <= 0:
-        raise ValueError(f"--scale must be positive, not {scale:g}")
     dpi = round(IM2LATEX_DPI * scale)
     if name == "latex":
         return LatexRenderer(template=template, dpi=dpi)
@@ -254,25 +314,30 @@ def _datasets(specs: list[str]) -> tuple[list, list[str]]:
 
 def cmd_train(args) -> None:
     from .batching import BucketedDataset
-    from .model import ARCHITECTURE, Config
+    from .config import ARCHITECTURE, Config
     from .preprocess import Augmenter
     from .tokenizer import Vocab
     from .training import Trainer
 
-    images, formulas = _datasets(args.data)
-    if args.vocab or args.init:
-        vocab = Vocab.load(args.vocab or args.init / "vocab.json")
-    else:
-        vocab = Vocab.build(formulas, args.min_freq)
     config = Config(**{k: v for k, v in vars(args).items()
                        if k in Config.__dataclass_fields__ and v is not None})
+    try:
+        config.validate()
+    except ValueError as error:
+        raise ValueError(f"--{error}") from None  # the message starts with the field's name
     if args.init:
         start = Config.load(args.init / "config.json")
         inherited = [name for name in ARCHITECTURE
                      if not (name == "image_height" and args.image_height)]
         config = replace(config, **{name: getattr(start, name) for name in inherited})
+        config.validate()
         print(f"architecture from {args.init / 'config.json'} (image height "
               f"{config.image_height})")
+    images, formulas = _datasets(args.data)
+    if args.vocab or args.init:
+        vocab = Vocab.load(args.vocab or args.init / "vocab.json")
+    else:
+        vocab = Vocab.build(formulas, args.min_freq)
     train = BucketedDataset(images, formulas, vocab, batch_size=config.batch_size,
                             height=config.image_height, max_width=config.max_width,
                             width_step=args.bucket_width or config.width_step,
@@ -285,7 +350,9 @@ def cmd_train(args) -> None:
                       val_formulas[: args.val_limit], distribute=args.distribute,
                       init_weights=init)
     trainer.fit(resume=args.resume)
-    print(f"checkpoints in {config.save_dir}/last and {config.save_dir}/best")
+    saved = [f"{config.save_dir}/{name}" for name in ("last", "best")
+             if (Path(config.save_dir) / name).is_dir()]
+    print(f"checkpoints in {' and '.join(saved)}" if saved else "no checkpoint was saved")
 
 
 def cmd_pack(args) -> None:
@@ -299,58 +366,93 @@ def cmd_pack(args) -> None:
           + (f", {counts['skipped']} unusable images left out" if counts["skipped"] else ""))
 
 
-def cmd_predict(args) -> None:
+def _report(line: str) -> None:
+    """One line on stderr, in the command line's own voice."""
+    print(f"img2latex: {line}", file=sys.stderr)
+
+
+def cmd_predict(args) -> int:
     from .decoding import LatexProducer
+    from .inputs import figure_paths, read_inputs, tsv_field
     from .tokenizer import to_latex
 
     if args.companion and not args.rerank:
         raise ValueError("--companion adds candidates to the render check: give --rerank too")
+    if args.rerank and args.beam < 2:
+        raise ValueError(f"--rerank chooses among a beam's candidates: give --beam 2 or more, "
+                         f"not {args.beam}")
+    if args.render and args.format:
+        raise ValueError("--render prints one line per image: leave out --format")
     producer = LatexProducer(args.checkpoint, companions=[args.companion] if args.companion
                              else [])
-    paths = [str(p) for p in args.images]
-    for path in args.images:
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: no such file")
+    config = producer.config
+    inputs = read_inputs(args.images, config.image_height, config.max_width)
+    for item in inputs:
+        for line in ([item.error] if item.error else item.warnings):
+            _report(line if item.error else f"warning: {line}")
+    good = [item for item in inputs if item.image is not None]
+    several = len(inputs) > 1
     if args.render:
-        for path in args.images:
-            latex, figure = producer.predict(str(path), beam_size=args.beam, render=True,
+        import matplotlib.pyplot as plt
+
+        for item, out in zip(inputs, figure_paths([i.name for i in inputs]), strict=True):
+            if item.image is None:
+                continue
+            latex, figure = producer.predict(item.image, beam_size=args.beam, render=True,
                                              rerank=args.rerank)
-            latex, out = to_latex(latex), path.with_suffix(".pred.png")
             figure.savefig(out, bbox_inches="tight", dpi=120)
-            print(f"{path}\t{latex}\t{out}" if len(paths) > 1 else latex)
-        return
-    latex = [to_latex(text) for text in producer.predict(
-        paths, beam_size=args.beam, temperature=args.temperature, batch_size=args.batch_size,
-        rerank=args.rerank)]
-    output_format = args.format or ("tsv" if len(paths) > 1 else "plain")
+            plt.close(figure)
+            latex = to_latex(latex)
+            print(f"{tsv_field(item.name)}\t{latex}\t{tsv_field(str(out))}" if several
+                  else latex, flush=True)
+        return FAILED if len(good) < len(inputs) else 0
+    predictions = producer.predict(
+        [item.image for item in good], beam_size=args.beam, temperature=args.temperature,
+        batch_size=args.batch_size, rerank=args.rerank) if good else []
+    texts = iter(map(to_latex, predictions))
+    results = [(item, None if item.image is None else next(texts)) for item in inputs]
+    output_format = args.format or ("tsv" if several else "plain")
     if output_format == "json":
-        print(json.dumps([{"image": p, "latex": t} for p, t in zip(paths, latex, strict=True)],
-                         indent=2))
-    elif output_format == "tsv":
-        for path, text in zip(paths, latex, strict=True):
-            print(f"{path}\t{text}")
+        print(json.dumps([{"image": item.name, "latex": text} if text is not None
+                          else {"image": item.name, "error": item.error}
+                          for item, text in results], indent=2))
     else:
-        print(latex[0])
+        for item, text in results:
+            if text is not None:
+                print(f"{tsv_field(item.name)}\t{text}" if output_format == "tsv" else text)
+    return FAILED if len(good) < len(inputs) else 0
 
 
-def cmd_evaluate(args) -> None:
+def cmd_evaluate(args) -> int:
     from .datasets import load
     from .decoding import LatexProducer
+    from .inputs import read_input
     from .metrics import evaluate, format_table
 
     ids = range(args.first_id, 10**9) if args.first_id is not None else None
     dataset = load(args.dataset, split=args.split, ids=ids)
     print(dataset.report(), file=sys.stderr)
-    samples = dataset.samples[: args.limit]
     producer = LatexProducer(args.checkpoint)
+    height, max_width = producer.config.image_height, producer.config.max_width
+    samples, images = [], []
+    for sample in dataset.samples[: args.limit]:
+        item = read_input(sample.image, height, max_width)
+        if item.image is None:
+            _report(f"{item.error} (left out)")
+        else:
+            samples.append(sample)
+            images.append(item.image)
+    failed = len(dataset.samples[: args.limit]) - len(samples)
     renderer = _renderer("latex") if args.image_match else None
     rows = {}
     for beam in args.beam:
-        predictions = producer.predict([str(s.image) for s in samples], beam_size=beam)
+        predictions = producer.predict(images, beam_size=beam) if images else []
         name = "greedy" if beam == 1 else f"beam {beam}"
         rows[name] = evaluate([s.formula for s in samples], predictions, renderer=renderer)
-    print(f"{len(samples)} samples of {args.dataset.name}")
+    print(f"{len(samples)} samples of {args.dataset.name}"
+          + (f" ({failed} unreadable images left out)" if failed else ""))
     print(format_table(rows))
+    return FAILED if failed else 0
 
 
 def cmd_render(args) -> None:
@@ -366,7 +468,7 @@ def cmd_export(args) -> None:
     print(f"{out}: {(out / WEIGHTS_FILE).stat().st_size / 1e6:.1f} MB of weights")
 
 
-def cmd_pseudo_label(args) -> None:
+def cmd_pseudo_label(args) -> int:
     from .decoding import LatexProducer
     from .selftrain import (
         DEFAULT_MARGIN,
@@ -377,14 +479,21 @@ def cmd_pseudo_label(args) -> None:
         pseudo_label,
     )
 
+    missing = [path for path in args.images if not path.exists()]
+    for path in missing:
+        _report(f"{path}: no such file or folder")
     excluded = accepted_names(args.exclude)
-    images = [p for p in image_files(args.images) if p.name not in excluded][: args.limit]
+    images = [p for p in image_files([p for p in args.images if p not in missing])
+              if p.name not in excluded][: args.limit]
     verifier = Verifier(threshold=DEFAULT_THRESHOLD if args.threshold is None else args.threshold,
                         margin=DEFAULT_MARGIN if args.margin is None else args.margin)
     summary = pseudo_label(LatexProducer(args.checkpoint), images, args.out, verifier,
                            round_index=args.round, beam_size=args.beam,
                            batch_size=args.batch_size)
+    for failure in summary.failures:
+        _report(failure)
     print(f"{args.out}: {summary}")
+    return FAILED if missing or summary.failures else 0
 
 
 COMMANDS = {"prepare": cmd_prepare, "pack": cmd_pack, "train": cmd_train,
@@ -411,20 +520,70 @@ def _skip_unused_jax() -> None:
         sys.modules["jax"] = None
 
 
+#: Lines TensorFlow's C++ code writes to stderr at import, before its log level applies.
+_TENSORFLOW_NOISE = re.compile(
+    r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+    r"|I\d{4} [\d:. ]+\d+ port\.cc:\d+\] oneDNN custom operations are on\..*")
+#: Commands that never import Keras.
+_WITHOUT_KERAS = ("prepare", "render")
+
+
+@contextlib.contextmanager
+def _lines_dropped_from_stderr(noise: re.Pattern) -> Iterator[None]:
+    """Inside, what is written to file descriptor 2 (by Python or by C++) is held back; at the
+    end, every line but those ``noise`` matches in full goes on to stderr."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            for line in held.read().decode("utf-8", "replace").splitlines():
+                if not noise.fullmatch(line):
+                    print(line, file=sys.stderr)
+
+
+def _import_keras_quietly() -> None:
+    """Import Keras (and TensorFlow) without their start-up log lines on stderr: TensorFlow's
+    log level 3 (errors only) and its import-time lines dropped. Left alone where the user set
+    TensorFlow's log variables."""
+    if "keras" in sys.modules or {"TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS"} & set(
+            os.environ):
+        return
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    with _lines_dropped_from_stderr(_TENSORFLOW_NOISE):
+        import keras  # noqa: F401  (imported here, quietly, for the command)
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    """The errors that are the user's to mend (bad files, flags, formulas): one line each.
+    (Evaluated only when something was raised, so a fast command imports nothing for it.)"""
+    from .render import RenderError
+
+    return ValueError, OSError, RuntimeError, RenderError
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: run a command; errors become one line on stderr and exit code 1."""
-    if argv is None and sys.argv[1:2] == ["predict"]:  # a process of its own; before the
-        _skip_unused_jax()  # parser, whose model flags import Keras
+    """Entry point: run a command. Errors become one line on stderr; the exit code is 0 when
+    everything was done, 1 on an error or when some inputs failed, 2 on a usage error."""
+    if argv is None and sys.argv[1:2] == ["predict"]:  # a process of its own
+        _skip_unused_jax()
     args = make_parser().parse_args(argv)
     try:
-        COMMANDS[args.command](args)
+        if args.command not in _WITHOUT_KERAS and not args.verbose:
+            _import_keras_quietly()
+        return COMMANDS[args.command](args) or 0
     except KeyboardInterrupt:
         print("img2latex: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, OSError, RuntimeError) as error:
-        print(f"img2latex: error: {error}", file=sys.stderr)
-        return 1
-    return 0
+    except _user_errors() as error:
+        _report(f"error: {error}")
+        return FAILED
 
 
 if __name__ == "__main__":

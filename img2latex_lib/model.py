@@ -3,106 +3,14 @@ with cross-attention. Only ``keras.ops`` inside, so it runs under TensorFlow, JA
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
+from dataclasses import asdict
 
 import keras
 from keras import layers, ops
 
-from .preprocess import INPUT_HEIGHT
-
-
-@dataclass
-class Config:
-    """Every hyperparameter of a model and its training; saved as ``config.json``."""
-
-    vocab_size: int = 0
-    # image input
-    image_height: int = INPUT_HEIGHT
-    max_width: int = 800
-    width_step: int = 32
-    # encoder
-    cnn_widths: tuple[int, ...] = (16, 32, 64, 64, 128)
-    cnn_pools: tuple[int, ...] = (2, 2, 2, 1, 1)
-    enc_out_dim: int = 256
-    max_rows: int = 64
-    # decoder
-    embedding_dim: int = 80
-    decoder_units: int = 256
-    attention_heads: int = 4
-    attention_head_size: int = 32
-    max_len: int = 150
-    dropout: float = 0.1
-    # training
-    num_epochs: int = 10
-    max_steps: int = 0  # stop after this many optimizer steps (0: after num_epochs); the
-    # learning-rate schedule then decays over them
-    max_minutes: float = 0.0  # stop after this much training time (0: no limit); the learning
-    # rate then decays over the time, not the steps
-    batch_size: int = 32
-    lr: float = 1e-3
-    warmup_steps: int = 500
-    min_lr_ratio: float = 0.05
-    clipnorm: float = 5.0
-    label_smoothing: float = 0.0
-    checkpoint_every: int = 500
-    save_dir: str = "runs/img2latex"
-    seed: int = 0
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def stride(self) -> int:
-        """Total down-sampling of the CNN in each direction."""
-        total = 1
-        for pool in self.cnn_pools:
-            total *= pool
-        return total
-
-    def validate(self) -> None:
-        """Raise ValueError on a combination that cannot work."""
-        if len(self.cnn_widths) != len(self.cnn_pools):
-            raise ValueError("cnn_widths and cnn_pools must have the same length")
-        if self.image_height % self.stride or self.width_step % self.stride:
-            raise ValueError(f"image_height and width_step must be multiples of the "
-                             f"CNN stride {self.stride}")
-        if self.image_height // self.stride > self.max_rows:
-            raise ValueError("max_rows is smaller than the number of feature rows")
-        if self.enc_out_dim % 2:
-            raise ValueError("enc_out_dim must be even (two GRU directions)")
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> Config:
-        """Build from a dict, rejecting unknown keys; lists become tuples."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown config keys: {', '.join(unknown)}")
-        values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-        return cls(**values)
-
-    def save(self, path: str | Path) -> None:
-        Path(path).write_text(self.to_json())
-
-    @classmethod
-    def load(cls, path: str | Path) -> Config:
-        path = Path(path)
-        try:
-            return cls.from_dict(json.loads(path.read_text()))
-        except FileNotFoundError:
-            raise FileNotFoundError(f"{path}: config file not found") from None
-        except (json.JSONDecodeError, TypeError, ValueError) as error:
-            raise ValueError(f"{path}: not a valid config ({error})") from None
-
-
-# The fields that shape the weights: a warm start takes them from the checkpoint it starts from.
-ARCHITECTURE = ("image_height", "cnn_widths", "cnn_pools", "enc_out_dim", "max_rows",
-                "embedding_dim", "decoder_units", "attention_heads", "attention_head_size",
-                "max_len")
+from .config import ARCHITECTURE as ARCHITECTURE  # also importable from here, as before
+from .config import Config
 
 
 @keras.saving.register_keras_serializable("img2latex")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import math
+import struct
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,13 +22,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
+from .config import INPUT_HEIGHT
+
 #: Largest image accepted, in pixels; a bigger one is refused before it is decoded.
 MAX_PIXELS = 40_000_000
 #: Longest side accepted, in pixels.
 MAX_SIDE = 30_000
-#: Default model input height in pixels: at 48 a median formula gives the decoder about one
-#: feature column per token (at 32, two thirds of one), worth 0.04 BLEU-4 in a measured A/B.
-INPUT_HEIGHT = 48
 #: A pixel darker than this (0-255) counts as ink when cropping.
 INK_THRESHOLD = 200
 #: Ink must be at least this many grey levels darker than the background, else the image is blank.
@@ -36,6 +36,10 @@ MIN_CONTRAST = 32
 _AUG_BORDER = 8
 
 ImageSource = str | Path | bytes | Image.Image | np.ndarray
+
+
+#: What Pillow's format plugins raise on damaged data (besides its own UnidentifiedImageError).
+_DECODER_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error)
 
 
 class ImageError(ValueError):
@@ -68,6 +72,7 @@ def _open(source: str | Path | bytes, name: str) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", UserWarning)  # a damaged header's notes (EXIF...)
             img = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
     except FileNotFoundError:
         raise ImageError(f"{name}: file not found") from None
@@ -80,8 +85,16 @@ def _open(source: str | Path | bytes, name: str) -> Image.Image:
             f"{name}: image is too large to decode safely (limit {MAX_PIXELS // 1_000_000} "
             "megapixels); downscale it first"
         ) from None
-    with img:
-        return ImageOps.exif_transpose(_decoded(img, name))
+    except _DECODER_ERRORS as error:  # a format plugin choked on a damaged header
+        raise ImageError(f"{name}: damaged or unreadable image file ({error})") from None
+    with img, warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        try:
+            return ImageOps.exif_transpose(_decoded(img, name))
+        except ImageError:
+            raise
+        except _DECODER_ERRORS as error:
+            raise ImageError(f"{name}: damaged or unreadable image file ({error})") from None
 
 
 def _decoded(img: Image.Image, name: str) -> Image.Image:
@@ -89,7 +102,7 @@ def _decoded(img: Image.Image, name: str) -> Image.Image:
     _check_size(*img.size, name)
     try:
         img.load()
-    except (OSError, SyntaxError, ValueError, EOFError) as error:
+    except _DECODER_ERRORS as error:
         raise ImageError(f"{name}: truncated or corrupt image file ({error})") from None
     return img
 

@@ -233,6 +233,7 @@ class LabelSummary:
     counts: Counter = field(default_factory=Counter)
     skipped: int = 0
     seconds: float = 0.0
+    failures: list[str] = field(default_factory=list)  # why each failed image failed
 
     @property
     def images_per_second(self) -> float:
@@ -344,6 +345,7 @@ def pseudo_label(
                     crop_to_ink(image, name=str(source))  # a blank image cannot be decoded
                     loaded.append((source, image))
                 except ImageError as error:
+                    summary.failures.append(str(error))
                     rows.append(_row(source, Verdict("failed", None, float("inf"), 0.0,
                                                      reason=str(error)), round_index))
             if loaded:

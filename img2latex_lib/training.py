@@ -7,14 +7,17 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
 
-from .model import Config, Img2LaTeX, build_model, masked_accuracy, masked_loss
+from .config import ARCHITECTURE, Config
+from .model import Img2LaTeX, build_model, masked_accuracy, masked_loss
 from .tokenizer import Vocab
 
 CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE = "config.json", "vocab.json", "model.weights.h5"
@@ -57,10 +60,12 @@ def save_checkpoint(
     optimizer: keras.optimizers.Optimizer | None = None,
     state: dict | None = None,
 ) -> Path:
-    """Write a checkpoint folder atomically: a killed run leaves the previous one intact."""
+    """Write a checkpoint folder atomically: a killed run leaves the previous one intact (and
+    a temporary folder, removed by the next save or resume)."""
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = directory.with_name(f".{directory.name}.tmp-{os.getpid()}")
+    remove_stale_staging(directory)
+    staging = directory.with_name(f"{_staging_prefix(directory)}{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     model.config.save(staging / CONFIG_FILE)
@@ -80,6 +85,42 @@ def save_checkpoint(
     return directory
 
 
+def _staging_prefix(directory: Path) -> str:
+    """The name, less its process id, of the folder a save of ``directory`` writes first."""
+    return f".{directory.name}.tmp-"
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (elsewhere than POSIX: assumed so, as
+    ``os.kill`` would end it)."""
+    if os.name != "posix":
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it runs, as another user's
+        pass
+    return True
+
+
+def remove_stale_staging(directory: str | Path) -> list[Path]:
+    """Remove the temporary folders beside ``directory`` that saves of it, killed midway, left:
+    those whose process has ended. A live process's save in progress is left alone (two
+    writers of one checkpoint are a mistake, but it should fail loudly, not by a folder
+    vanishing under one of them). Returns the folders removed."""
+    directory = Path(directory)
+    prefix = _staging_prefix(directory)
+    if not directory.parent.is_dir():
+        return []
+    stale = [path for path in directory.parent.iterdir() if path.name.startswith(prefix)
+             and path.name[len(prefix):].isdigit()
+             and not _process_alive(int(path.name[len(prefix):]))]
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    return stale
+
+
 def _existing_checkpoint(directory: Path) -> Path:
     """The folder itself, or its previous version if a save was killed between two renames."""
     if directory.exists():
@@ -91,29 +132,68 @@ def _existing_checkpoint(directory: Path) -> Path:
 def load_from_checkpoint(
     directory: str | Path, verbose: bool = False
 ) -> tuple[Img2LaTeX, Vocab, Config]:
-    """Load model, vocabulary and config; explain exactly what is missing or inconsistent."""
-    directory = _existing_checkpoint(Path(directory))
-    if not directory.is_dir():
-        raise CheckpointError(f"{directory}: checkpoint folder not found")
-    missing = [f for f in (CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE) if not (directory / f).exists()]
-    if missing:
-        raise CheckpointError(f"{directory}: checkpoint is missing {', '.join(missing)}")
-    try:
-        config = Config.load(directory / CONFIG_FILE)
-        vocab = Vocab.load(directory / VOCAB_FILE)
-    except (ValueError, FileNotFoundError) as error:
-        raise CheckpointError(str(error)) from None
+    """Load model, vocabulary and config; explain exactly what is missing or inconsistent, as
+    a one-line CheckpointError naming the file (and the field)."""
+    directory = _checkpoint_folder(Path(directory), (CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE))
+    config = _read(Config.load, directory / CONFIG_FILE)
+    vocab = _read(Vocab.load, directory / VOCAB_FILE)
     if len(vocab) != config.vocab_size:
         raise CheckpointError(f"{directory}: vocab.json has {len(vocab)} tokens but config.json "
                               f"says vocab_size={config.vocab_size}")
-    model = build_model(config, verbose=verbose)
     try:
-        model.load_weights(directory / WEIGHTS_FILE)
-    except (ValueError, OSError, KeyError) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise CheckpointError(f"{directory / WEIGHTS_FILE}: weights are corrupt or do not match "
-                              f"config.json ({reason})") from None
+        model = build_model(config, verbose=verbose)
+    except ValueError as error:
+        raise CheckpointError(f"{directory / CONFIG_FILE}: {error}") from None
+    _load_weights(model, directory / WEIGHTS_FILE, "config.json")
     return model, vocab, config
+
+
+def _checkpoint_folder(directory: Path, needed: Sequence[str]) -> Path:
+    """The checkpoint folder to read (see ``_existing_checkpoint``), which has ``needed``."""
+    directory = _existing_checkpoint(directory)
+    if not directory.is_dir():
+        raise CheckpointError(f"{directory}: checkpoint folder not found")
+    missing = [name for name in needed if not (directory / name).is_file()]
+    if missing:
+        raise CheckpointError(f"{directory}: checkpoint is missing {', '.join(missing)}")
+    return directory
+
+
+def _read(load: Callable[[Path], Any], path: Path) -> Any:
+    """``load(path)``, with any problem as a CheckpointError naming ``path``."""
+    try:
+        return load(path)
+    except (ValueError, OSError) as error:
+        message = str(error)
+        raise CheckpointError(message if str(path) in message else f"{path}: {message}") from None
+
+
+def _position(path: Path) -> dict:
+    """A training checkpoint's ``state.json``: where the run was (epoch, step in it, steps)."""
+    try:
+        state = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"not valid JSON ({error})") from None
+    if not isinstance(state, dict):
+        raise ValueError("expected a JSON object with the run's position")
+    for key in ("epoch", "step_in_epoch", "global_step"):
+        value = state.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{key} must be a non-negative integer, not {value!r}")
+    return state
+
+
+def _load_weights(model: keras.Model, path: Path, against: str) -> None:
+    """Load a weights file; a problem is one CheckpointError line naming it."""
+    try:
+        with warnings.catch_warnings():  # the optimizer's state comes from optimizer.npz
+            warnings.filterwarnings("ignore", "Skipping variable loading for optimizer")
+            model.load_weights(path)
+    except (ValueError, OSError, KeyError) as error:
+        lines = [line for line in str(error).splitlines() if line.strip()]
+        reason = " ".join(lines[:2]) if lines else type(error).__name__
+        raise CheckpointError(f"{path}: weights are corrupt or do not match {against} "
+                              f"({reason})") from None
 
 
 def export_checkpoint(source: str | Path, target: str | Path) -> Path:
@@ -370,7 +450,7 @@ class Trainer:
         with scope:
             self.model = build_model(config)
             if init_weights:
-                self.model.load_weights(init_weights)
+                _load_weights(self.model, Path(init_weights), "this run's config")
             total = config.num_epochs * len(train_data)
             if config.max_steps:
                 total = min(total, config.max_steps)
@@ -391,21 +471,37 @@ class Trainer:
                                self.model.optimizer, state)
 
     def restore(self, directory: str | Path) -> dict:
-        """Load weights, optimizer state and position from a checkpoint written by ``save``."""
-        directory = _existing_checkpoint(Path(directory))
-        saved = Config.load(directory / CONFIG_FILE)
-        if saved.vocab_size != self.config.vocab_size:
-            raise CheckpointError(f"{directory}: vocab size {saved.vocab_size} differs from "
-                                  f"this run's {self.config.vocab_size}")
-        self.model.load_weights(directory / WEIGHTS_FILE)
-        state = json.loads((directory / STATE_FILE).read_text())
+        """Load weights, optimizer state and position from a checkpoint written by ``save``,
+        after checking it was saved by a run of the same architecture and vocabulary."""
+        remove_stale_staging(directory)
+        directory = _checkpoint_folder(Path(directory), (CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE,
+                                                         STATE_FILE))
+        saved = _read(Config.load, directory / CONFIG_FILE)
+        differ = [name for name in ("vocab_size", *ARCHITECTURE)
+                  if getattr(saved, name) != getattr(self.config, name)]
+        if differ:
+            def settings(config: Config) -> str:
+                return ", ".join(f"{name}={getattr(config, name)!r}" for name in differ)
+
+            raise CheckpointError(f"{directory / CONFIG_FILE}: the checkpoint has "
+                                  f"{settings(saved)} but this run has {settings(self.config)}; "
+                                  f"resume with the settings it was trained with, or drop "
+                                  f"--resume to start a fresh run")
+        if _read(Vocab.load, directory / VOCAB_FILE).id_to_token != self.vocab.id_to_token:
+            raise CheckpointError(f"{directory / VOCAB_FILE}: the checkpoint's vocabulary differs "
+                                  f"from this run's; resume with --vocab {directory / VOCAB_FILE}")
+        _load_weights(self.model, directory / WEIGHTS_FILE, "this run's config")
+        state = _read(_position, directory / STATE_FILE)
         if (directory / OPTIMIZER_FILE).exists():
             optimizer = self.model.optimizer
             optimizer.build(self.model.trainable_variables)
             values = np.load(directory / OPTIMIZER_FILE)
             arrays = [values[f"arr_{i}"] for i in range(len(values.files))]
-            if len(arrays) != len(optimizer.variables):
-                raise CheckpointError(f"{directory}: optimizer state does not match the model")
+            if len(arrays) != len(optimizer.variables) or any(
+                    a.shape != tuple(v.shape)
+                    for a, v in zip(arrays, optimizer.variables, strict=True)):
+                raise CheckpointError(f"{directory / OPTIMIZER_FILE}: optimizer state does not "
+                                      f"match the model")
             for variable, value in zip(optimizer.variables, arrays, strict=True):
                 variable.assign(value)
         self.best_score = state.get("best_score", -1.0)
@@ -431,22 +527,25 @@ class Trainer:
 
     def fit(self, resume: bool = False, max_steps: int | None = None, verbose: int | str = "auto"):
         """Train for ``config.num_epochs`` (or ``max_steps``, by default ``config.max_steps``);
-        resume from ``save_dir/last``."""
+        resume from ``save_dir/last`` (a CheckpointError if there is none)."""
         max_steps = max_steps or self.config.max_steps or None
+        epoch, offset = 0, 0
+        last = self.save_dir / "last"
+        if resume:
+            if not _existing_checkpoint(last).exists():
+                raise CheckpointError(f"{last}: no checkpoint to resume from; drop --resume to "
+                                      f"start a fresh run")
+            state = self.restore(last)
+            epoch, offset = state["epoch"], state["step_in_epoch"]
+            if offset >= len(self.train_data):  # saved at the epoch's last batch: it is done
+                epoch, offset = epoch + 1, 0
+            print(f"resuming from {last}: epoch {epoch + 1}, step {state['global_step']}")
         self.save_dir.mkdir(parents=True, exist_ok=True)
         self.config.save(self.save_dir / CONFIG_FILE)
         self.model.stop_training = False
         self.time_budget = (TimeBudget(self.config.max_minutes, self.config.lr,
                                        self.config.warmup_steps, self.config.min_lr_ratio)
                             if self.config.max_minutes else None)
-        epoch, offset = 0, 0
-        last = self.save_dir / "last"
-        if resume and _existing_checkpoint(last).exists():
-            state = self.restore(last)
-            epoch, offset = state["epoch"], state["step_in_epoch"]
-            if offset >= len(self.train_data):  # saved at the epoch's last batch: it is done
-                epoch, offset = epoch + 1, 0
-            print(f"resuming from {last}: epoch {epoch + 1}, step {state['global_step']}")
         history = None
         if offset and offset < len(self.train_data):
             self._set_epoch(epoch)

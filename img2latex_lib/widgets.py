@@ -195,5 +195,5 @@ def demo(
         try:
             producer = LatexProducer(checkpoint, companions=[companion] if companion else [])
         except CheckpointError as error:
-            return Demo(None, f"No trained model: {error}")
+            return Demo(None, f"No model loaded: {error}")
     return Demo(producer)

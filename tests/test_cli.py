@@ -65,7 +65,7 @@ def test_predict_render_writes_a_figure(checkpoint, images, tmp_path, capsys):
 
 
 @pytest.mark.parametrize(("setup", "message"), [
-    ("missing", "nothing.png: no such file"),
+    ("missing", "nothing.png: file not found"),
     ("not_image", "notes.png"),
     ("bad_checkpoint", "checkpoint is missing model.weights.h5"),
 ])
@@ -197,3 +197,162 @@ def test_predict_process_skips_jax_only_under_tensorflow(checkpoint, images):
                             cwd=ROOT, env={**env, "KERAS_BACKEND": "jax"})
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "jax free"
+
+
+# --- batches with bad inputs, standard input, quiet start, usage errors ---------------------
+
+def _cli(*args: str, stdin: bytes | None = None, quiet: bool = True) -> subprocess.CompletedProcess:
+    """Run the command line in a process of its own, as a user would (TensorFlow's log
+    variables unset unless ``quiet`` is False, where they are left as the tests set them)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    if quiet:
+        env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+        env.pop("TF_ENABLE_ONEDNN_OPTS", None)
+    return subprocess.run([sys.executable, "-m", "img2latex_lib.cli", *args], input=stdin,
+                          capture_output=True, cwd=ROOT, env=env)
+
+
+@pytest.fixture(scope="module")
+def mixed_batch(images, tmp_path_factory):
+    """Five inputs in order: good, truncated, good, missing, blank (and the good ones' names)."""
+    folder = tmp_path_factory.mktemp("mixed")
+    truncated = folder / "cut.png"
+    truncated.write_bytes(images[1].read_bytes()[:60])
+    blank = folder / "blank.png"
+    Image.new("L", (80, 30), 255).save(blank)
+    paths = [images[0], truncated, images[2], folder / "gone.png", blank]
+    return [str(p) for p in paths], [str(images[0]), str(images[2])]
+
+
+def test_a_bad_image_in_a_batch_leaves_the_others_done_with_one_line_each(checkpoint,
+                                                                            mixed_batch):
+    paths, good = mixed_batch
+    result = _cli("predict", *paths, "--checkpoint", str(checkpoint))
+    assert result.returncode == 1
+    rows = [line.split("\t") for line in result.stdout.decode().splitlines()]
+    assert [row[0] for row in rows] == good, "every good image, in order"
+    errors = result.stderr.decode().splitlines()
+    assert len(errors) == 3, errors  # nothing else: no TensorFlow log line either
+    bad = [paths[1], paths[3], paths[4]]
+    for line, name, reason in zip(errors, bad, ("truncated", "not found", "blank"), strict=True):
+        assert line.startswith(f"img2latex: {name}: ") and reason in line, line
+    assert "Traceback" not in result.stderr.decode()
+
+
+def test_json_output_gives_a_failed_image_an_error_field(checkpoint, mixed_batch, capsys):
+    paths, good = mixed_batch
+    assert main(["predict", *paths, "--checkpoint", str(checkpoint), "--format", "json"]) == 1
+    records = json.loads(capsys.readouterr().out)
+    assert [r["image"] for r in records] == paths
+    assert [("latex" in r, "error" in r) for r in records] == [
+        (True, False), (False, True), (True, False), (False, True), (False, True)]
+    assert "blank image" in records[4]["error"]
+
+
+def test_render_goes_on_after_a_bad_image_and_names_figures_apart(checkpoint, images, tmp_path,
+                                                                   capsys):
+    for suffix in ("png", "jpg"):
+        Image.open(images[1]).convert("RGB").save(tmp_path / f"x.{suffix}")
+    (tmp_path / "bad.png").write_text("not a picture")
+    paths = [tmp_path / "bad.png", tmp_path / "x.png", tmp_path / "x.jpg"]
+    assert main(["predict", *map(str, paths), "--render", "--checkpoint", str(checkpoint)]) == 1
+    captured = capsys.readouterr()
+    figures = [line.split("\t")[2] for line in captured.out.splitlines()]
+    assert figures == [str(tmp_path / "x.png.pred.png"), str(tmp_path / "x.jpg.pred.png")]
+    assert all(Path(f).stat().st_size > 1000 for f in figures)
+    assert captured.err.count("bad.png: not an image") == 1
+
+
+def test_predict_reads_one_image_from_standard_input(checkpoint, images):
+    data = images[2].read_bytes()
+    from_file = _cli("predict", str(images[2]), "--checkpoint", str(checkpoint))
+    from_pipe = _cli("predict", "-", "--checkpoint", str(checkpoint), stdin=data)
+    assert from_pipe.returncode == 0 and from_pipe.stderr == b""
+    assert from_pipe.stdout == from_file.stdout and from_pipe.stdout.strip()
+    empty = _cli("predict", "-", "--checkpoint", str(checkpoint), stdin=b"")
+    assert empty.returncode == 1 and b"<stdin>: empty input" in empty.stderr
+
+
+def test_a_successful_command_is_quiet_and_verbose_shows_tensorflows_log(checkpoint, images):
+    quiet = _cli("predict", str(images[0]), "--checkpoint", str(checkpoint))
+    assert quiet.returncode == 0 and quiet.stderr == b"", quiet.stderr.decode()
+    verbose = _cli("predict", str(images[0]), "--checkpoint", str(checkpoint), "--verbose")
+    assert verbose.returncode == 0 and verbose.stdout == quiet.stdout
+    assert b"oneDNN" in verbose.stderr or b"absl" in verbose.stderr, "TensorFlow's own lines"
+    error = _cli("predict", str(images[0]), "--checkpoint", str(images[0].parent / "none"))
+    assert error.returncode == 1 and len(error.stderr.decode().splitlines()) == 1
+
+
+def test_help_does_not_import_keras():
+    probe = ("import sys; from img2latex_lib import cli\n"
+             "for argv in (['--help'], ['predict', '--help'], ['train', '--help']):\n"
+             "    try:\n        cli.main(argv)\n    except SystemExit as done:\n"
+             "        assert done.code == 0\n"
+             "print(sorted({'keras', 'tensorflow', 'numpy'} & set(sys.modules)))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "[]"
+    assert "--beam" in result.stdout and "--embedding_dim" in result.stdout
+
+
+@pytest.mark.parametrize("flags", [["--batch_size", "0"], ["--beam", "0"], ["--beam", "-3"],
+                                   ["--temperature", "0"], ["--temperature", "-1"],
+                                   ["--temperature", "nan"], ["--beam", "two"]])
+def test_numbers_out_of_range_are_usage_errors_of_one_line(flags, images, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(["predict", str(images[0]), *flags])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and flags[0] in err[0] and "img2latex predict: error:" in err[0]
+
+
+def test_render_errors_are_one_line(tmp_path):
+    result = _cli("render", r"\frac{a}{", "-o", str(tmp_path / "f.png"))
+    assert result.returncode == 1
+    lines = result.stderr.decode().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("img2latex: error: ") and "brace" in lines[0]
+    assert not (tmp_path / "f.png").exists()
+
+
+def test_tsv_output_escapes_tabs_and_newlines_in_paths(checkpoint, images, tmp_path, capsys):
+    odd = tmp_path / "a\tb\nc.png"
+    odd.write_bytes(images[0].read_bytes())
+    assert main(["predict", str(odd), str(images[1]), "--checkpoint", str(checkpoint)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and lines[0].startswith(str(tmp_path / "a\\tb\\nc.png") + "\t")
+
+
+def test_tiny_and_squeezed_images_are_predicted_with_a_warning(checkpoint, tmp_path, capsys):
+    tiny = Image.new("L", (5, 5), 255)
+    tiny.putpixel((2, 2), 0)
+    tiny.save(tmp_path / "tiny.png")
+    strip = Image.new("L", (4000, 60), 255)
+    strip.paste(0, (10, 20, 3990, 40))
+    strip.save(tmp_path / "strip.png")
+    assert main(["predict", str(tmp_path / "tiny.png"), str(tmp_path / "strip.png"),
+                 "--checkpoint", str(checkpoint)]) == 0
+    captured = capsys.readouterr()
+    assert len(captured.out.splitlines()) == 2
+    warnings = captured.err.splitlines()
+    assert len(warnings) == 2 and all(w.startswith("img2latex: warning: ") for w in warnings)
+    assert "tiny.png: the formula is only 1x1 pixels" in warnings[0]
+    assert "strip.png" in warnings[1] and "so wide" in warnings[1]
+
+
+def test_evaluate_leaves_out_an_unreadable_image_and_says_so(checkpoint, tmp_path, capsys):
+    data = build_dataset(["a b", "c d", "e f"], default_renderer(), tmp_path / "data",
+                         progress=False)
+    data.samples[1].image.write_bytes(b"\x89PNG broken")
+    assert main(["evaluate", str(tmp_path / "data"), "--checkpoint", str(checkpoint)]) == 1
+    captured = capsys.readouterr()
+    assert "2 samples of data (1 unreadable images left out)" in captured.out
+    assert sum(data.samples[1].image.name in line for line in captured.err.splitlines()) == 1
+
+
+def test_train_refuses_a_bad_hyperparameter_before_loading_anything(tmp_path, capsys):
+    assert main(["train", "--data", str(tmp_path / "absent"), "--batch_size", "0",
+                 "--save_dir", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["img2latex: error: --batch_size must be a positive integer, not 0"]
+    assert not (tmp_path / "run").exists()

@@ -308,3 +308,63 @@ def test_real_val_images_keep_their_ink_and_aspect(val_dir: Path) -> None:
         width = content_width(path)
         assert width == pytest.approx(min(800, INPUT_HEIGHT * expected), rel=0.05, abs=1), path.name
         assert ink.any(axis=0).nonzero()[0][-1] < width
+
+
+# --- fuzzing: nothing a user can hand in raises anything but ImageError -----------------------
+
+_MODES = ("1", "L", "LA", "P", "RGB", "RGBA", "CMYK", "YCbCr", "I", "I;16", "F", "La", "RGBa")
+
+
+def _encoded(mode: str, size: tuple[int, int], data: bytes, fmt: str) -> bytes:
+    """An image of ``mode`` and ``size`` with ``data`` as its pixels, encoded as ``fmt``."""
+    image = Image.frombytes(mode, size, (data * (1 + 8 * size[0] * size[1] // max(1, len(data))))
+                            [: len(Image.new(mode, size).tobytes())])
+    buffer = io.BytesIO()
+    try:
+        image.save(buffer, fmt)
+    except (OSError, ValueError, KeyError):  # this format cannot hold this mode: send raw pixels
+        return image.tobytes()
+    return buffer.getvalue()
+
+
+def _load_and_prepare(source) -> None:
+    """load_image and prepare_image may refuse an input only with ImageError."""
+    try:
+        image = load_image(source, name="fuzz")
+        assert image.mode == "L"
+        prepare_image(image, name="fuzz")
+    except ImageError as error:
+        assert str(error).startswith("fuzz: ") and "\n" not in str(error)
+
+
+@settings(max_examples=120, deadline=None, derandomize=True)
+@given(st.binary(max_size=2000))
+@example(b"\x1c\x01\x00\x85")  # an IPTC header whose plugin raised OSError from Image.open
+def test_random_bytes_never_raise_anything_but_image_error(data: bytes) -> None:
+    _load_and_prepare(data)
+
+
+@settings(max_examples=80, deadline=None, derandomize=True)
+@given(mode=st.sampled_from(_MODES), width=st.integers(1, 300), height=st.integers(1, 120),
+       pixels=st.binary(min_size=1, max_size=64), fmt=st.sampled_from(["PNG", "JPEG", "GIF",
+                                                                         "BMP", "TIFF", "WEBP"]),
+       cut=st.integers(0, 4000))
+def test_random_images_sizes_modes_and_truncations_load_or_fail_cleanly(
+        mode: str, width: int, height: int, pixels: bytes, fmt: str, cut: int) -> None:
+    encoded = _encoded(mode, (width, height), pixels, fmt)
+    _load_and_prepare(encoded)
+    _load_and_prepare(encoded[: cut])  # truncated anywhere, to nothing at all
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(shape=st.lists(st.integers(0, 40), min_size=1, max_size=4),
+       dtype=st.sampled_from(["uint8", "uint16", "int32", "float32", "float64", "bool"]),
+       seed=st.integers(0, 2**16), special=st.sampled_from([None, np.nan, np.inf, -1.0, 1e9]))
+def test_random_arrays_load_or_fail_cleanly(shape: list[int], dtype: str, seed: int,
+                                            special: float | None) -> None:
+    values = np.random.default_rng(seed).uniform(0, 300, size=shape)
+    if special is not None and values.size:
+        values.flat[0] = special
+    with np.errstate(invalid="ignore", over="ignore"):
+        array = values.astype(dtype)
+    _load_and_prepare(array)

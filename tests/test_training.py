@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -140,6 +141,128 @@ def test_load_from_checkpoint_explains_what_is_wrong(tmp_path):
     Config(**SMALL).save(wrong_shape / "config.json")
     with pytest.raises(CheckpointError, match="weights are corrupt or do not match"):
         load_from_checkpoint(wrong_shape)
+
+
+FAST = ROOT / "checkpoints" / "img2latex-fast"
+
+
+def broken_checkpoint(folder: Path, change: dict | list) -> Path:
+    """A copy of the shipped small checkpoint whose config.json has the fields in ``change``
+    set (a list: is that list)."""
+    shutil.copytree(FAST, folder)
+    values = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps(
+        {**values, **change} if isinstance(change, dict) else change))
+    return folder
+
+
+BROKEN_CONFIGS = {
+    "a string for an int": ({"embedding_dim": "eighty"},
+                            "embedding_dim must be a positive integer, not 'eighty'"),
+    "a zero width step": ({"width_step": 0}, "width_step must be a positive integer, not 0"),
+    "a negative width": ({"max_width": -5}, "max_width must be a positive integer, not -5"),
+    "a bool for an int": ({"decoder_units": True},
+                          "decoder_units must be a positive integer, not True"),
+    "a dropout of 2": ({"dropout": 2}, "dropout must be a number in [0, 1), not 2"),
+    "a string in a list": ({"cnn_widths": [16, "x", 64, 64, 128]},
+                           "cnn_widths must be a non-empty list of positive integers, "
+                           "not [16, 'x', 64, 64, 128]"),
+    "lists of two lengths": ({"cnn_pools": [2, 2, 2, 1]},
+                             "cnn_widths and cnn_pools must have the same length (one pooling "
+                             "per CNN block), not 5 and 4"),
+    "a list": ([1, 2], "expected a JSON object of config fields, not a list"),
+    "an unknown key": ({"colour": 1}, "unknown config keys: colour"),
+}
+
+
+@pytest.mark.parametrize("case", BROKEN_CONFIGS)
+def test_a_broken_config_json_is_one_line_naming_the_file_and_the_field(tmp_path, case):
+    change, message = BROKEN_CONFIGS[case]
+    folder = broken_checkpoint(tmp_path / "x", change)
+    with pytest.raises(CheckpointError) as error:
+        load_from_checkpoint(folder)
+    assert str(error.value) == f"{folder / 'config.json'}: {message}"
+
+
+def _tiny_trainer(dataset, save_dir: Path, vocab: Vocab | None = None,
+                  init_weights: Path | None = None, **changes) -> Trainer:
+    vocab = vocab or Vocab.build(dataset.formulas)
+    config = Config(**{**SMALL, "batch_size": 2, "num_epochs": 1, "checkpoint_every": 0,
+                       "save_dir": str(save_dir), **changes})
+    data = BucketedDataset(dataset.images, dataset.formulas, vocab, batch_size=2, height=32)
+    return Trainer(config, vocab, data, init_weights=init_weights)
+
+
+def test_resume_with_another_architecture_or_vocabulary_says_what_differs(small_dataset,
+                                                                         tmp_path):
+    _, dataset = small_dataset
+    run = tmp_path / "run"
+    trainer = _tiny_trainer(dataset, run)
+    trainer.fit(max_steps=1, verbose=0)
+    last = run / "last"
+    with pytest.raises(CheckpointError) as error:
+        _tiny_trainer(dataset, run, embedding_dim=12, decoder_units=24).fit(resume=True,
+                                                                            verbose=0)
+    assert str(error.value) == (
+        f"{last / 'config.json'}: the checkpoint has embedding_dim=8, decoder_units=16 but this "
+        f"run has embedding_dim=12, decoder_units=24; resume with the settings it was trained "
+        f"with, or drop --resume to start a fresh run")
+    assert Config.load(run / "config.json").embedding_dim == 8  # the refused run wrote nothing
+    tokens = trainer.vocab.id_to_token
+    reordered = Vocab([*tokens[:4], *reversed(tokens[4:])])
+    with pytest.raises(CheckpointError) as error:
+        _tiny_trainer(dataset, run, vocab=reordered).fit(resume=True, verbose=0)
+    assert str(error.value) == (f"{last / 'vocab.json'}: the checkpoint's vocabulary differs "
+                                f"from this run's; resume with --vocab {last / 'vocab.json'}")
+    with pytest.raises(CheckpointError) as error:
+        _tiny_trainer(dataset, tmp_path / "other", embedding_dim=12,
+                      init_weights=last / "model.weights.h5")
+    assert str(error.value).startswith(f"{last / 'model.weights.h5'}: weights are corrupt or do "
+                                       f"not match this run's config (")
+    (last / "state.json").write_text('{"epoch": 0}')
+    with pytest.raises(CheckpointError) as error:
+        trainer.restore(last)
+    assert str(error.value) == (f"{last / 'state.json'}: step_in_epoch must be a non-negative "
+                                f"integer, not None")
+
+
+def test_resume_without_a_checkpoint_says_so_instead_of_starting_afresh(small_dataset,
+                                                                        tmp_path):
+    _, dataset = small_dataset
+    run = tmp_path / "run"
+    trainer = _tiny_trainer(dataset, run)
+    with pytest.raises(CheckpointError) as error:
+        trainer.fit(resume=True, verbose=0)
+    assert str(error.value) == (f"{run / 'last'}: no checkpoint to resume from; drop --resume "
+                                f"to start a fresh run")
+    assert not (run / "last").exists()
+    trainer.fit(max_steps=1, verbose=0)
+    (run / "last").rename(run / ".last.old")  # a save killed between its two renames
+    trainer.fit(resume=True, verbose=0)
+    assert json.loads((run / "last" / "state.json").read_text())["global_step"] == len(
+        trainer.train_data)
+
+
+def test_a_save_or_a_resume_removes_what_killed_saves_left(small_dataset, tmp_path):
+    _, dataset = small_dataset
+    run = tmp_path / "run"
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+
+    def leftover(pid: int) -> Path:
+        folder = run / f".last.tmp-{pid}"
+        folder.mkdir(parents=True)
+        (folder / "model.weights.h5").write_bytes(b"half written")
+        return folder
+
+    stale, live = leftover(ended.pid), leftover(os.getppid())  # a live process's save is kept
+    trainer = _tiny_trainer(dataset, run)
+    trainer.fit(max_steps=1, verbose=0)
+    assert not stale.exists() and live.exists()
+    stale = leftover(ended.pid)
+    trainer.restore(run / "last")  # what a resume does first
+    assert not stale.exists()
+    assert sorted(p.name for p in run.iterdir() if p.name.startswith(".")) == [live.name]
 
 
 def _train_command(data: Path, save_dir: Path, *extra: str) -> list[str]:

@@ -18,6 +18,7 @@ from img2latex_lib.tokenizer import Vocab, to_latex
 from img2latex_lib.training import save_checkpoint
 from img2latex_lib.widgets import MAX_UPLOAD_BYTES, Demo, demo
 from tests.test_model import SMALL, randomized
+from tests.test_training import FAST, broken_checkpoint
 
 FORMULAS = ["x ^ { 2 } + 1", r"\frac { a } { b }", r"\alpha _ { i } = 0", r"\sqrt { z } < y"]
 
@@ -153,10 +154,46 @@ def test_without_a_checkpoint_the_widget_says_so(monkeypatch, tmp_path, formula_
     monkeypatch.setenv("IMG2LATEX_CHECKPOINT", str(tmp_path / "none"))
     app = demo()
     assert app.producer is None
-    assert "No trained model" in app.status and "no trained checkpoint there" in app.status
+    assert "No model loaded" in app.status and "no trained checkpoint there" in app.status
     assert app.upload.disabled and app.beam.disabled and app.path.disabled
     assert app.predict_bytes(formula_png) is None
-    assert "No trained model" in app.status
+    assert "No model loaded" in app.status
+
+
+def _break_weights(folder: Path) -> None:
+    data = (folder / "model.weights.h5").read_bytes()
+    (folder / "model.weights.h5").write_bytes(data[: len(data) // 2])
+
+
+BROKEN = {  # how to break a copy of the shipped small checkpoint, and what the widget says
+    "config": ({"dropout": 2}, None, "{folder}/config.json: dropout must be a number in [0, 1), "
+               "not 2"),
+    "vocabulary": ({}, lambda folder: (folder / "vocab.json").unlink(),
+                   "{folder}: checkpoint is missing vocab.json"),
+    "weights": ({}, _break_weights, "{folder}/model.weights.h5: weights are corrupt or do not "
+                "match config.json (Unable to synchronously open file (truncated file: "),
+}
+
+
+@pytest.mark.parametrize("case", BROKEN)
+def test_a_broken_checkpoint_is_the_disabled_widgets_message(tmp_path, formula_png, case):
+    change, damage, message = BROKEN[case]
+    folder = broken_checkpoint(tmp_path / "broken", change)
+    if damage:
+        damage(folder)
+    app = demo(folder)  # must not raise
+    assert app.producer is None and "\n" not in app.status
+    assert app.status.startswith("No model loaded: " + message.format(folder=folder))
+    assert app.upload.disabled and app.beam.disabled and app.path.disabled
+    assert "#c62828" in app.message.value and app.predict_bytes(formula_png) is None
+
+
+def test_a_broken_companion_is_the_disabled_widgets_message(tmp_path):
+    companion = broken_checkpoint(tmp_path / "companion", {"embedding_dim": "eighty"})
+    app = demo(FAST, companion=companion)
+    assert app.producer is None
+    assert app.status == (f"No model loaded: {companion / 'config.json'}: embedding_dim must be "
+                          f"a positive integer, not 'eighty'")
 
 
 def test_any_producer_works_and_the_demo_displays_as_a_widget(app):
