@@ -19,6 +19,7 @@ import ipywidgets as widgets
 from PIL import Image
 
 from .decoding import LatexProducer
+from .inputs import input_warnings
 from .preprocess import ImageError, ImageSource, crop_to_ink, load_image
 from .tokenizer import to_latex
 from .training import CheckpointError
@@ -27,7 +28,7 @@ from .training import CheckpointError
 MAX_UPLOAD_BYTES = 20 * 2**20
 #: The shown image is scaled down to fit this box (width, height) in pixels.
 PREVIEW_SIZE = (800, 300)
-_COLORS = {"info": "#444", "ok": "#2e7d32", "error": "#c62828"}
+_COLORS = {"info": "#444", "ok": "#2e7d32", "warning": "#e65100", "error": "#c62828"}
 
 
 def _png_bytes(image: Image.Image) -> bytes:
@@ -151,7 +152,11 @@ class Demo:
         self.latex_box.value = latex
         self.rendered.value = f"$$ {html.escape(latex)} $$" if latex else ""
         outcome = "predicted" if latex else "the model predicted an empty formula"
-        self._say(f"{name}: {outcome} with {how} in {seconds:.1f} s", "ok")
+        config = self.producer.config
+        caveats = input_warnings(image, name, config.image_height, config.max_width)
+        self._say(" ".join([f"{name}: {outcome} with {how} in {seconds:.1f} s", *(
+            f"(warning: {line.removeprefix(name + ': ')})" for line in caveats)]),
+            "warning" if caveats else "ok")
         return latex
 
     def _fail(self, text: str) -> None:

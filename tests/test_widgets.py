@@ -144,6 +144,15 @@ def test_bad_upload_gives_a_message_and_clears_the_result(app, formula_png, case
     assert app.status.startswith(f"{case}.png: ")
 
 
+def test_a_tiny_image_is_predicted_with_a_warning(app):
+    tiny = Image.new("L", (6, 6), 255)
+    tiny.putpixel((3, 3), 0)
+    assert app.predict_bytes(encoded(tiny, "PNG"), "tiny.png") is not None
+    assert app.status.startswith("tiny.png: predicted with beam size")
+    assert "(warning: the formula is only 1x1 pixels" in app.status
+    assert "#e65100" in app.message.value, "shown in the warning colour"
+
+
 def test_missing_path_is_a_message(app, tmp_path):
     missing = tmp_path / "nowhere.png"
     assert app.predict_path(missing) is None
