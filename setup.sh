@@ -5,7 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 APT_PACKAGES=(texlive-latex-base texlive-latex-recommended texlive-fonts-recommended
-              poppler-utils ghostscript chromium)
+              poppler-utils ghostscript chromium
+              lmodern texlive-luatex fonts-texgyre-math fonts-oflb-asana-math
+              libjs-katex libjs-mathjax)
 if command -v apt-get >/dev/null; then
     SUDO=""
     [ "$(id -u)" -ne 0 ] && SUDO="sudo"

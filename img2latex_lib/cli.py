@@ -25,10 +25,36 @@ USAGE = 2
 
 
 class _Parser(argparse.ArgumentParser):
-    """An argument parser whose usage errors are one line (the usage itself is in --help)."""
+    """An argument parser whose usage errors are one line (the usage itself is in --help), and
+    whose ``--help`` may end with text made only when it is shown (``epilog_of``)."""
+
+    def __init__(self, *args, epilog_of: Callable[[], str] | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.epilog_of = epilog_of
 
     def error(self, message: str):
         self.exit(USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def format_help(self) -> str:
+        if self.epilog_of is not None:
+            self.epilog = self.epilog_of()
+        return super().format_help()
+
+
+def _styles_help() -> str:
+    """The styles this machine can render, for ``--help`` (asks the TeX installation)."""
+    from .styles.registry import styles_help
+
+    return styles_help()
+
+
+def _add_style_flag(p, several: bool) -> None:
+    """``--style``: typeset in a named style (``img2latex styles`` lists them)."""
+    p.add_argument("--style", default=None, metavar="NAME[,NAME...]" if several else "NAME",
+                   help=("typesetting style(s), listed below; several: each formula gets one "
+                         "drawn for it (seeded by --seed)" if several else
+                         "typesetting style, listed below") +
+                   "; raster presets join with +, e.g. times+screen-96dpi")
 
 
 def _positive(kind: type) -> Callable[[str], int | float]:
@@ -57,7 +83,8 @@ def _common() -> argparse.ArgumentParser:
 
 def _add_prepare(sub) -> None:
     p = sub.add_parser("prepare", help="build a data set folder in the im2latex-100k layout",
-                       parents=[_common()])
+                       parents=[_common()], epilog_of=_styles_help,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("out", type=Path, help="output folder")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--formulas", type=Path, help="a formula list (one per line) to render")
@@ -72,6 +99,10 @@ def _add_prepare(sub) -> None:
     p.add_argument("--renderer", choices=["latex", "mathtext"], default=None,
                    help="default: latex when pdflatex is installed, else mathtext")
     p.add_argument("--template", choices=["im2latex", "amsmath"], default="im2latex")
+    _add_style_flag(p, several=True)
+    p.add_argument("--rasters", default=None, metavar="PRESET[,PRESET...]",
+                   help="with --style: raster presets drawn for each formula too, 'none' "
+                   "for the style's own (e.g. none,screen-96dpi,dark,jpeg-70)")
     p.add_argument("--scale", type=_positive(float), default=1.0,
                    help="render at this many times the im2latex size (e.g. 2 or 3: sharp, "
                         "large images like screenshots of a zoomed page)")
@@ -184,11 +215,18 @@ def _add_evaluate(sub) -> None:
 
 def _add_render(sub) -> None:
     p = sub.add_parser("render", help="render a formula to a PNG",
-                       parents=[_common()])
+                       parents=[_common()], epilog_of=_styles_help,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("formula")
     p.add_argument("-o", "--out", type=Path, required=True)
     p.add_argument("--renderer", choices=["latex", "mathtext"], default=None)
     p.add_argument("--template", choices=["im2latex", "amsmath"], default="im2latex")
+    _add_style_flag(p, several=False)
+
+
+def _add_styles(sub) -> None:
+    sub.add_parser("styles", help="list the typesetting styles this machine can render",
+                   parents=[_common()])
 
 
 def _add_export(sub) -> None:
@@ -220,7 +258,7 @@ def make_parser() -> argparse.ArgumentParser:
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_prepare, _add_pack, _add_train, _add_predict, _add_evaluate, _add_render,
-                _add_export, _add_pseudo_label):
+                _add_styles, _add_export, _add_pseudo_label):
         add(sub)
     return parser
 
@@ -275,8 +313,9 @@ def cmd_prepare(args) -> None:
             skipped += 1
     if skipped:
         print(f"skipped {skipped} empty, corrupt or too long formulas")
-    renderer = _renderer(args.renderer, args.template, args.scale)
-    dataset = build_dataset(usable, renderer, args.out, workers=args.workers)
+    renderer = _styled(args) or _renderer(args.renderer, args.template, args.scale)
+    dataset = build_dataset(usable, renderer, args.out, chunk_size=_chunk_size(renderer),
+                            workers=args.workers)
     print(dataset.report())
 
 
@@ -455,8 +494,39 @@ def cmd_evaluate(args) -> int:
     return FAILED if failed else 0
 
 
+def _styled(args):
+    """The renderer of ``--style`` (one style, or a seeded mix of several), or None."""
+    if args.style is None:
+        return None
+    if args.renderer or args.template != "im2latex" or getattr(args, "scale", 1.0) != 1.0:
+        raise ValueError("--style chooses the engine, font and resolution: leave out "
+                         "--renderer, --template and --scale")
+    from .styles import StyleMix, style_renderer
+
+    names = [name.strip() for name in args.style.split(",") if name.strip()]
+    rasters = getattr(args, "rasters", None)
+    if len(names) == 1 and not rasters:
+        return style_renderer(names[0])
+    return StyleMix(names, seed=getattr(args, "seed", 0), rasters=None if rasters is None else [
+        None if preset.strip() == "none" else preset.strip() for preset in rasters.split(",")])
+
+
+def _chunk_size(renderer) -> int:
+    """Formulas per render call: a style mix splits each call by style, so it gets enough for
+    every style's share to fill a TeX run (about 64 formulas each)."""
+    from .styles import StyleMix
+
+    if isinstance(renderer, StyleMix):
+        return min(4096, 64 * len(renderer.styles) * len(renderer.rasters))
+    return 64
+
+
+def cmd_styles(args) -> None:
+    print(_styles_help())
+
+
 def cmd_render(args) -> None:
-    image = _renderer(args.renderer, args.template).render(args.formula)
+    image = (_styled(args) or _renderer(args.renderer, args.template)).render(args.formula)
     image.save(args.out)
     print(f"{args.out}: {image.width}x{image.height}")
 
@@ -498,6 +568,7 @@ def cmd_pseudo_label(args) -> int:
 
 COMMANDS = {"prepare": cmd_prepare, "pack": cmd_pack, "train": cmd_train,
             "predict": cmd_predict, "evaluate": cmd_evaluate, "render": cmd_render,
+            "styles": cmd_styles,
             "export": cmd_export, "pseudo-label": cmd_pseudo_label}
 
 
@@ -525,7 +596,7 @@ _TENSORFLOW_NOISE = re.compile(
     r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
     r"|I\d{4} [\d:. ]+\d+ port\.cc:\d+\] oneDNN custom operations are on\..*")
 #: Commands that never import Keras.
-_WITHOUT_KERAS = ("prepare", "render")
+_WITHOUT_KERAS = ("prepare", "render", "styles")
 
 
 @contextlib.contextmanager
