@@ -169,11 +169,24 @@ def _to_gray(img: Image.Image, name: str) -> Image.Image:
     return img.convert("L")
 
 
+def _light_ink(hist: np.ndarray) -> bool:
+    """Whether the ink is lighter than the page: the page is the median grey level, the ink
+    whatever is at least `MIN_CONTRAST` levels away from it (white on orange, light on dark).
+    A page without ink counts as light ink when it is dark, so that it turns white (blank)."""
+    page = int(np.searchsorted(np.cumsum(hist), hist.sum() / 2))
+    levels = np.arange(256)
+    ink = hist * (np.abs(levels - page) >= MIN_CONTRAST)
+    if not ink.sum():
+        return page < 128
+    return float(ink @ levels) / ink.sum() > page
+
+
 def _dark_on_white(img: Image.Image) -> Image.Image:
-    """Invert a mostly dark image; stretch levels so ink is black and the background white."""
+    """Invert an image whose ink is lighter than its page; stretch levels so ink is black and
+    the page white."""
     hist = np.bincount(np.asarray(img).ravel(), minlength=256)
     cumulative = np.cumsum(hist)
-    if cumulative[127] * 2 > cumulative[-1]:
+    if _light_ink(hist):
         img = ImageOps.invert(img)
         hist, cumulative = hist[::-1], np.cumsum(hist[::-1])
     background = int(np.searchsorted(cumulative, cumulative[-1] / 2))

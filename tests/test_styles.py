@@ -31,10 +31,7 @@ MATRIX = r"\left( \begin{matrix} { a } & { b } \\ { c } & { d } \\ \end{matrix} 
 ROOT = r"\sqrt { \alpha }"
 BAD = r"x ^ { 2 } ^ { 3 }"  # a double superscript: each engine's own error, not the screen's
 # Rasterisations the project's preprocessing does not turn into dark ink on white yet.
-PREPROCESS_FAILS = {
-    "orange-slide": "light ink on a page lighter than mid-grey is not inverted",
-    "mid-grey": "dark ink on a page darker than mid-grey is inverted as if it were dark mode",
-}
+PREPROCESS_FAILS: dict[str, str] = {}  # presets preprocessing does not handle (none now)
 
 
 def _ink_box(image: Image.Image, background: tuple[int, int, int]) -> tuple[int, int]:
