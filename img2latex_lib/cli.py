@@ -418,8 +418,8 @@ def cmd_predict(args) -> int:
     if args.companion and not args.rerank:
         raise ValueError("--companion adds candidates to the render check: give --rerank too")
     if args.rerank and args.beam < 2:
-        raise ValueError(f"--rerank chooses among a beam's candidates: give --beam 2 or more, "
-                         f"not {args.beam}")
+        raise ValueError(f"--rerank needs a beam size of 2 or more (it chooses among the "
+                         f"beam's candidates), not --beam {args.beam}")
     if args.render and args.format:
         raise ValueError("--render prints one line per image: leave out --format")
     producer = LatexProducer(args.checkpoint, companions=[args.companion] if args.companion
