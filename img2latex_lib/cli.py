@@ -140,8 +140,9 @@ def _add_train(sub) -> None:
                        parents=[_common()])
     p.add_argument("--data", nargs="+", required=True,
                    help="data set folder(s), each optionally with formula ids and a repeat "
-                   "count: DIR, DIR:0-6974, DIR:0-6974x3; or packs (img2latex pack): "
-                   "FILE.pack, FILE.packx3")
+                   "count: DIR, DIR:0-6974, DIR:0-6974x3; packs (img2latex pack): "
+                   "FILE.pack, FILE.packx3; or a committed label set with the folder its "
+                   "images were unpacked to: data/labels[@IMAGES][x3]")
     p.add_argument("--val", default=None, help="validation data set folder (DIR or DIR:A-B)")
     p.add_argument("--val_limit", type=_positive(int), default=100,
                    help="validation images decoded")
@@ -325,6 +326,7 @@ def _datasets(specs: list[str]) -> tuple[list, list[str]]:
     import re
 
     from .datasets import formula_problem, load
+    from .labels import is_label_set, load_label_spec
     from .packing import PACK_SUFFIX, read_pack
     from .tokenizer import normalize
 
@@ -338,6 +340,12 @@ def _datasets(specs: list[str]) -> tuple[list, list[str]]:
             pack_images, pack_formulas = read_pack(folder)
             pairs = list(zip(pack_images, map(normalize, pack_formulas), strict=True))
             report = f"{folder}: {len(pairs)} samples"
+        elif is_label_set(folder.partition("@")[0]):
+            if id_spec:
+                raise ValueError(f"{spec}: a label set takes no formula ids")
+            dataset = load_label_spec(folder)
+            pairs = [(s.image, normalize(s.formula)) for s in dataset.samples]
+            report = dataset.report()
         else:
             dataset = load(folder, ids=_id_range(id_spec, where=f"{folder}:"))
             pairs = [(s.image, normalize(s.formula)) for s in dataset.samples]

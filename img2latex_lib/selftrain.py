@@ -247,12 +247,20 @@ class LabelSummary:
 
 
 def read_decisions(out_dir: str | Path) -> dict[str, dict[str, str]]:
-    """The decisions already written in ``out_dir``, by image name."""
+    """The decisions already written in ``out_dir``, by image name (a last line that a killed
+    run left unfinished is none)."""
     path = Path(out_dir) / DECISIONS_FILE
     if not path.exists():
         return {}
-    with path.open(newline="", encoding="utf-8") as handle:
-        return {row["image"]: row for row in csv.DictReader(handle, delimiter="\t")}
+    data = path.read_bytes()
+    complete = io.StringIO(data[: data.rfind(b"\n") + 1].decode("utf-8"), newline="")
+    return {row["image"]: row for row in csv.DictReader(complete, delimiter="\t")}
+
+
+def _cut_unfinished_line(path: Path) -> None:
+    """Drop a last line that a killed run left unfinished, so that appended rows start a line."""
+    with path.open("rb+") as handle:
+        handle.truncate(handle.read().rfind(b"\n") + 1)
 
 
 def _decisions_writer(handle) -> csv.DictWriter:
@@ -328,7 +336,9 @@ def pseudo_label(
     todo = [Path(p) for p in images if Path(p).name not in decisions]
     summary = LabelSummary(skipped=len(images) - len(todo))
     path = out_dir / DECISIONS_FILE
-    new_file = not path.exists()
+    if path.exists():
+        _cut_unfinished_line(path)
+    new_file = not path.exists() or path.stat().st_size == 0
     start = time.perf_counter()
     with path.open("a", newline="", encoding="utf-8") as handle, tqdm(
             total=len(todo), desc=f"round {round_index}", unit="image",
