@@ -7,7 +7,8 @@ read back with the alpha channel dropped, so every pixel that a glyph touches at
 default ``raster="coverage"`` does exactly that (see ``benchmarks/render_fidelity.py``).
 
 Many formulas go into one pdflatex run (one page each, cut to the formula by the macros below) and
-one Ghostscript call; a formula that breaks the run is found from the log, and the rest re-run.
+one Ghostscript call; each starts from the same TeX state as if it were alone. A formula that
+breaks the run is found from the log (else by a bounded bisection), and the rest re-run.
 """
 
 from __future__ import annotations
@@ -67,36 +68,88 @@ _PREAMBLE = {
 # for the line sticks out of the vbox; the real images are cut at its edge, so it is reported.)
 # Oversized boxes ship an empty page instead, so that pages and formulas stay in step. The
 # markers carry a random nonce that a formula cannot forge.
-_SHIP_MACROS = r"""\newbox\imgbox \newdimen\imgmargin \imgmargin=10pt
-\pdfhorigin=\imgmargin \pdfvorigin=\imgmargin
-\newcommand\imgship[1]{%
+# Every formula starts from the same state: its block is a group of its own, the LaTeX counters
+# (page, equation, footnote ...) are set back to their values at the start, and the internal
+# macros have @ in their names (the body calls them through \csname, which a formula may not),
+# so a formula can neither call them nor clear the flag that says its vbox is still open. When
+# the vbox closes before the template closes it, or a group is left open when the page ships,
+# the formula got out of its box (with \endgroup, an \end..., an \iffalse around a \begin ...):
+# the log says ESCAPE, and the formulas after it compile again without it. The \relax after the
+# vbox ends what a formula left TeX scanning; \nofiles: no .aux, whose text LaTeX would read
+# back at the end. (TexRenderer keeps everything from \newbox\imgbox on.)
+_SHIP_MACROS = r"""\newbox\imgbox \nofiles
+\makeatletter
+\newdimen\img@margin \img@margin=10pt
+\newcount\img@level \newif\ifimg@open
+\pdfhorigin=\img@margin \pdfvorigin=\img@margin
+\def\@elt#1{\global\csname c@#1\endcsname=\the\csname c@#1\endcsname\relax}
+\edef\img@counters{\cl@@ckpt}\let\@elt\relax
+\def\img@begin#1{\typeout{@@@ BEGIN #1}\img@counters\xdef\img@current{#1}%
+  \begingroup\global\img@level=\currentgrouplevel}
+\def\img@open{\aftergroup\img@closed\global\img@opentrue}
+\def\img@close{\global\img@openfalse}
+\def\img@closed{\ifimg@open\typeout{@@@ ESCAPE \img@current}\fi}
+\def\img@ship#1{%
+  \ifnum\currentgrouplevel=\img@level\else\typeout{@@@ ESCAPE #1}\fi
   \ifdim\wd\imgbox>2800pt \setbox\imgbox\vbox{}\typeout{@@@ LARGE #1}\fi
   \ifdim\dimexpr\ht\imgbox+\dp\imgbox\relax>1400pt \setbox\imgbox\vbox{}\typeout{@@@ LARGE #1}\fi
-  \pdfpagewidth=\dimexpr\wd\imgbox+2\imgmargin\relax
-  \pdfpageheight=\dimexpr\ht\imgbox+\dp\imgbox+2\imgmargin\relax
+  \pdfpagewidth=\dimexpr\wd\imgbox+2\img@margin\relax
+  \pdfpageheight=\dimexpr\ht\imgbox+\dp\imgbox+2\img@margin\relax
   \shipout\box\imgbox
+  \endgroup
   \typeout{@@@ END #1}}
+\makeatother
 """
 _FORMULA_BLOCK = (
-    "\\typeout{{@@@ BEGIN {k}}}%\n"
-    "\\setbox\\imgbox\\vbox{{\\parindent=0pt\\noindent\\begin{{displaymath}}\n"
+    "\\csname img@begin\\endcsname{{{k}}}%\n"
+    "\\setbox\\imgbox\\vbox{{\\csname img@open\\endcsname"
+    "\\parindent=0pt\\noindent\\begin{{displaymath}}\n"
     "{formula}\n"
-    "\\end{{displaymath}}\\par}}%\n"
-    "\\imgship{{{k}}}\n"
+    "\\end{{displaymath}}\\par\\csname img@close\\endcsname}}\\relax\n"
+    "\\csname img@ship\\endcsname{{{k}}}\n"
 )
 
+#: Longest formula `check_formula` accepts, in characters. The longest real formulas have about
+#: 500 (im2latex-100k validation: 497; tex_formulas: 400; k12: 337); 4000 leaves eight times
+#: that, while a much longer line is not a formula but a document (or an attempt to use up TeX).
+MAX_FORMULA_LENGTH = 4000
+
+# Refused control words (see `check_formula`): file, shell and terminal access; definitions and
+# catcodes; and what changes TeX's state for the formulas after it in the run: global
+# assignments, font parameters (always global), interaction modes (\errorstopmode makes the next
+# formula's first error fatal), the page builder's registers, boxes taken out of their
+# registers (\box\strutbox empties the strut of every formula after it), hyphenation,
+# \partokenname, \pagenumbering, \appendix (global \gdef's of \thepage, \thesection), group
+# escapes, and \makeatletter, which opens LaTeX's internals (\g@addto@macro defines globally).
 _DENIED_COMMANDS = frozenset(
-    """input include includeonly InputIfFileExists IfFileExists openin openout read readline
-    write immediate closein closeout newread newwrite special catcode lccode uccode sfcode
-    mathcode delcode csname def edef gdef xdef let futurelet font chardef mathchardef countdef
-    dimendef skipdef toksdef newcommand renewcommand providecommand DeclareRobustCommand
-    newenvironment renewenvironment loop shipout output scantokens everyeof everyjob everypar
-    everymath everydisplay everyhbox everyvbox everycr usepackage RequirePackage documentclass
-    endinput par verb""".split()
+    """input include includeonly InputIfFileExists IfFileExists openin openout read readline write
+    immediate closein closeout special catcode lccode uccode sfcode mathcode delcode csname def
+    edef gdef xdef let futurelet font chardef mathchardef countdef dimendef skipdef muskipdef
+    toksdef renewcommand renewenvironment providecommand loop shipout output scantokens usepackage
+    documentclass par verb global globaldefs aftergroup fontdimen hyphenchar skewchar efcode lpcode
+    rpcode letterspacefont batchmode nonstopmode scrollmode errorstopmode interactionmode
+    deadcycles insertpenalties pagegoal pagetotal pagestretch pagefilstretch pagefillstretch
+    pagefilllstretch pageshrink pagedepth prevgraf hyphenation patterns box unhbox unvbox vsplit wd
+    ht dp partokenname partokencontext pagenumbering appendix bgroup egroup begingroup makeatletter
+    makeatother""".split()
+)
+# ... and refused by how they begin: pdfTeX primitives; the \every... token lists; \new...
+# (allocations and counters are global: \newcount\frac redefines \frac for every formula after
+# it); \end... (internal ends of environments, \endgroup, \endinput); LaTeX's commands that
+# define, hook, load or expand names (\NewDocumentCommand, \DeclareUnicodeCharacter,
+# \AddToHook, \AtEndDocument, \UseName, \ExpandArgs, \ExplSyntaxOn, \RequirePackage ...).
+_DENIED_PREFIX = re.compile(
+    r"pdf|every|new(?!line$)|end.|Declare|Undeclare|New|Renew|Provide|Set|AddTo|RemoveFrom"
+    r"|At[A-Z]|After[A-Z]|Before[A-Z]|Use[A-Z]|Expl|Expand|Raw|Load|Require|Pass|Process|Execute"
+    r"|Activate|Disable|Clear|Debug|Discard|Ship|Push|Pop|Include|End[A-Z]|MakeRobust"
 )
 _ALLOWED_ENVIRONMENTS = frozenset(
     """array matrix pmatrix bmatrix Bmatrix vmatrix Vmatrix smallmatrix cases aligned alignedat
     gathered split subarray tabular picture eqnarray align alignat gather multline""".split()
+)
+_ESCAPED = (
+    "formula breaks out of its box (closes a group it did not open, or leaves one open): it "
+    "would change the formulas after it"
 )
 _CONTROL_WORD = re.compile(r"\\([A-Za-z]+)")
 _ENVIRONMENT = re.compile(r"\\(begin|end)(?![A-Za-z])\s*(\{\s*([^{}]*?)\s*\})?")
@@ -169,20 +222,41 @@ def _check_environments(formula: str) -> None:
 def check_formula(formula: str) -> str:
     """Return `formula` on one line, or raise RenderError if it is empty or unsafe to compile.
 
-    Rejected up front: file and shell access (``\\input``, ``\\write``, ``\\openin`` ...), new
-    definitions (``\\def``, ``\\newcommand``, ``\\catcode``, ``\\csname`` ...), pdfTeX primitives,
-    ``^^`` character codes, unbalanced braces or environments, ``$``/``%`` and display delimiters.
+    Rejected up front: formulas longer than `MAX_FORMULA_LENGTH`; file and shell access
+    (``\\input``, ``\\write``, ``\\openin`` ...), new definitions (``\\def``, ``\\newcommand``,
+    ``\\catcode``, ``\\csname``, ``\\UseName`` ...), pdfTeX primitives, ``^^`` character codes,
+    unbalanced braces or environments, ``$``/``%`` and display delimiters; and what would change
+    how the formulas after it in the same pdflatex run render (TeX keeps one state for the
+    run): ``\\global``, ``\\globaldefs``, ``\\aftergroup``, the ``\\every...`` hooks, font
+    parameters (``\\fontdimen``, ``\\hyphenchar``, ``\\skewchar``), ``\\new...`` allocations,
+    interaction modes, the page builder's registers, ``\\box``, ``\\vsplit``, ``\\partokenname``,
+    ``\\pagenumbering``, ``\\appendix``, LaTeX's hooks and declarations (``\\AtEndDocument``,
+    ``\\AddToHook``, ``\\Declare...``, ``\\ExplSyntaxOn`` ...), ``\\makeatletter`` and group
+    escapes (``\\egroup``, ``\\endgroup``, any ``\\end...`` word). The full lists are
+    `_DENIED_COMMANDS` and `_DENIED_PREFIX`. LaTeX counters are not refused: every formula
+    starts with them as they were at the start; and one that gets out of its box anyway is
+    caught when it is compiled (`LatexRenderer`).
     """
     line = " ".join(formula.split())
     if not line:
         raise RenderError("empty formula: nothing to render")
+    if len(line) > MAX_FORMULA_LENGTH:
+        raise RenderError(
+            f"formula too long: {len(line)} characters, the limit is {MAX_FORMULA_LENGTH} "
+            f"({_short(line)!r})"
+        )
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError as error:
+        message = f"formula is not valid Unicode (a lone surrogate): {_short(line)!r}"
+        raise RenderError(message) from error
     if "^^" in line:
         raise RenderError(f"^^ character notation is not allowed in formula {_short(line)!r}")
     for symbol in _DISPLAY_DELIMITERS:
         if symbol in line.replace("\\\\", "  "):
             raise RenderError(f"{symbol} (a display delimiter) in formula {_short(line)!r}")
     for name in _CONTROL_WORD.findall(line.replace("\\\\", "  ")):
-        if name in _DENIED_COMMANDS or name.startswith("pdf"):
+        if name in _DENIED_COMMANDS or _DENIED_PREFIX.match(name):
             raise RenderError(f"\\{name} is not allowed in a formula: {_short(line)!r}")
     _check_braces(line)
     _check_environments(line)
@@ -243,6 +317,7 @@ class _Log:
     errors: dict[int, list[str]] = field(default_factory=dict)
     large: set[int] = field(default_factory=set)
     too_wide: dict[int, float] = field(default_factory=dict)
+    escaped: set[int] = field(default_factory=set)
     unfinished: int | None = None
     fatal: bool = False
 
@@ -305,30 +380,53 @@ def _run_command(command: list[str], cwd: str, timeout: float, env: dict[str, st
 
 
 def _parse_log(text: str, nonce: str) -> _Log:
-    """Attribute the errors in a pdflatex log to formulas by the markers written around each."""
-    marker = re.compile(rf"^@@@{nonce} (BEGIN|END|LARGE) (\d+)$")
-    log = _Log(fatal=any(s in text for s in ("Emergency stop", "Fatal error", "capacity exceeded")))
+    """Attribute the errors in a pdflatex log to formulas by the markers written around each.
+
+    A fatal error counts only after the last marker, where TeX stopped: a formula that finished
+    cannot fake one with ``\\typeout``.
+    """
+    marker = re.compile(rf"^@@@{nonce} (BEGIN|END|LARGE|ESCAPE) (\d+)$")
+    log = _Log()
     lines = text.splitlines()
+    last = -1
     for i, line in enumerate(lines):
         found = marker.match(line)
         if found:
             kind, k = found.group(1), int(found.group(2))
+            last = i
             if kind == "BEGIN":
                 log.unfinished = k
             elif kind == "END":
                 log.shipped.append(k)
                 log.unfinished = None
-            else:
+            elif kind == "LARGE":
                 log.large.add(k)
+            else:
+                log.escaped.add(k)
         elif line.startswith("Overfull \\hbox (") and log.unfinished is not None:
             points = float(line.split("(", 1)[1].split("pt", 1)[0])
             log.too_wide[log.unfinished] = max(points, log.too_wide.get(log.unfinished, 0.0))
         elif line.startswith("! ") and log.unfinished is not None:
             context = next((x for x in lines[i + 1 : i + 12] if re.match(r"l\.\d+ ", x)), "")
             where = re.sub(r"^l\.\d+ ", "", context).strip()[-40:]
-            message = line[2:].strip() + (f" at: {where}" if where else "")
+            message = _capacity(line[2:].strip()) + (f" at: {where}" if where else "")
             log.errors.setdefault(log.unfinished, []).append(message)
+    tail = "\n".join(lines[last + 1 :])
+    log.fatal = any(s in tail for s in ("Emergency stop", "Fatal error", "capacity exceeded"))
     return log
+
+
+def _capacity(message: str) -> str:
+    """``TeX capacity exceeded, sorry [grouping levels=255].`` -> ``TeX capacity exceeded:
+    grouping levels (255)``; other messages unchanged."""
+    found = re.match(r"TeX capacity exceeded, sorry \[(.+?)=(\d+)\]", message)
+    return f"TeX capacity exceeded: {found.group(1)} ({found.group(2)})" if found else message
+
+
+def _halvings(n: int) -> int:
+    """How many times `LatexRenderer` may halve a group of `n` that the log cannot explain:
+    enough to find four such bad formulas by bisection."""
+    return 4 * math.ceil(math.log2(n)) if n > 1 else 0
 
 
 class LatexRenderer(Renderer):
@@ -396,22 +494,56 @@ class LatexRenderer(Renderer):
         return results
 
     def _render_group(self, group: list[tuple[int, str]]) -> list[RenderResult]:
-        """Compile a group; drop formulas that break the run (found from the log, else bisect)."""
+        """Compile a group; isolate the formulas that break the run, in a bounded number of runs.
+
+        A formula the log names (a fatal error or a timeout while it was typeset, or an escape
+        from its box) is reported, the pages before it are kept and the others compile again
+        without it: one more run per bad formula. (One named for a capacity TeX ran out of
+        with other formulas before it, which may have used it up, is first compiled alone.)
+        A run the log cannot explain is halved, at most `_halvings` times for the group; after
+        that its formulas compile one per run. So k bad formulas in n cost O(k log n) runs,
+        and never more than about 2n + 2 `_halvings(n)`.
+        """
         formulas = [formula for _, formula in group]
-        run = self._compile(formulas)
-        if run.failure is not None:
-            return [RenderResult(f, None, run.failure) for f in formulas]
+        results: list[RenderResult | None] = [None] * len(formulas)
+        todo = [list(range(len(formulas)))] if formulas else []
+        halvings = _halvings(len(formulas))
+        while todo:
+            part = todo.pop()
+            run = self._compile([formulas[i] for i in part])
+            if run.failure is not None:
+                for i in part:
+                    results[i] = RenderResult(formulas[i], None, run.failure)
+                continue
+            culprit = self._culprit(run)
+            if culprit is not None:
+                k, error = culprit
+                kept = part[:k] if run.pages else []
+                for j, i in enumerate(kept):
+                    results[i] = self._result(j, formulas[i], run)
+                rest = part[len(kept) : k] + part[k + 1 :]
+                if rest:
+                    todo.append(rest)
+                if k > 0 and "capacity exceeded" in error:
+                    todo.append([part[k]])
+                else:
+                    results[part[k]] = RenderResult(formulas[part[k]], None, error)
+            elif run.pages or len(part) == 1:
+                for j, i in enumerate(part):
+                    results[i] = self._result(j, formulas[i], run)
+            elif halvings > 0:
+                halvings -= 1
+                todo += [part[len(part) // 2 :], part[: len(part) // 2]]
+            else:
+                todo += [[i] for i in reversed(part)]
+        return [result for result in results if result is not None]
+
+    def _culprit(self, run: _Run) -> tuple[int, str] | None:
+        """The first formula of the run that the log blames, and why."""
+        blamed = dict.fromkeys(run.log.escaped, _ESCAPED)
         if run.culprit is not None:
-            k = run.culprit
-            rest = self._render_group(group[:k] + group[k + 1 :])
-            return rest[:k] + [RenderResult(formulas[k], None, run.culprit_error)] + rest[k:]
-        if run.timed_out and len(group) == 1:
-            message = f"LaTeX timed out after {self.timeout}s (endless loop?)"
-            return [RenderResult(formulas[0], None, message)]
-        if run.pages or len(group) == 1:
-            return [self._result(k, formula, run) for k, formula in enumerate(formulas)]
-        half = len(group) // 2
-        return self._render_group(group[:half]) + self._render_group(group[half:])
+            blamed.setdefault(run.culprit, run.culprit_error)
+        return min(blamed.items()) if blamed else None
 
     def _result(self, k: int, formula: str, run: _Run) -> RenderResult:
         errors = tuple(run.log.errors.get(k, ()))
@@ -422,6 +554,8 @@ class LatexRenderer(Renderer):
             message = f"formula is {excess:.0f}pt wider than the line: the page would cut it off"
             return RenderResult(formula, None, message, errors)
         if k not in run.pages:
+            if run.timed_out:
+                return RenderResult(formula, None, self._timed_out())
             reason = errors[0] if errors else "no page was produced"
             return RenderResult(formula, None, f"LaTeX error: {reason}")
         if errors and self.strict:
@@ -435,6 +569,9 @@ class LatexRenderer(Renderer):
         if image is None:
             return RenderResult(formula, None, "formula renders nothing (empty image)", errors)
         return RenderResult(formula, image, None, errors)
+
+    def _timed_out(self) -> str:
+        return f"LaTeX timed out after {self.timeout:g}s (endless loop?)"
 
     def _document(self, formulas: list[str], nonce: str) -> str:
         macros, block = (
@@ -497,11 +634,10 @@ class LatexRenderer(Renderer):
         if log.unfinished is None:
             return _Run(log)
         if not finished:
-            reason = f"LaTeX timed out after {self.timeout}s (endless loop?)"
+            reason = self._timed_out()
         else:
-            reason = "LaTeX error: " + "; ".join(
-                log.errors.get(log.unfinished, ["fatal error"])[:2]
-            )
+            errors = [e for e in log.errors.get(log.unfinished, []) if "==> Fatal" not in e]
+            reason = "LaTeX error: " + "; ".join(errors[:2] or ["fatal error"])
         return _Run(log, culprit=log.unfinished, culprit_error=reason)
 
 

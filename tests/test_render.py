@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from img2latex_lib.render import (
+    MAX_FORMULA_LENGTH,
     LatexRenderer,
     MathtextRenderer,
     RenderError,
@@ -136,6 +137,25 @@ def test_renderer_reports_rejected_formulas(latex: LatexRenderer) -> None:
 def test_check_formula_keeps_ordinary_formulas() -> None:
     assert check_formula(MATRIX) == MATRIX
     assert check_formula("a \\\\ [ 2 p t ] b\n+ c") == "a \\\\ [ 2 p t ] b + c"
+    for formula in [
+        r"\matrix { a & b \cr c & d }",
+        r"\hbox { x } \mbox { y } \left( a \right) \operatorname { s i n } x",
+        r"\begin{array} { c c } a & b \\ c & d \end{array} \newline \boldmath x",
+        r"\setcounter { equation } { 2 } \label { e } \nonumber \hspace { 1 c m }",
+    ]:
+        assert check_formula(formula) == formula
+
+
+def test_overlong_formula_is_refused_as_too_long() -> None:
+    formula = "x + " * 25_000  # 100 KB: TeX itself said it "renders nothing"
+    with pytest.raises(RenderError, match=rf"too long: 99999 characters, the limit is "
+                       rf"{MAX_FORMULA_LENGTH}"):
+        check_formula(formula)
+    if latex_available():
+        assert "too long" in LatexRenderer(workers=1).render_batch([formula])[0].error
+    if (REAL / "formulas.norm.lst").exists():
+        longest = max(map(len, (REAL / "formulas.norm.lst").read_text("utf-8").split("\n")))
+        assert MAX_FORMULA_LENGTH >= 8 * longest
 
 
 @needs_latex
