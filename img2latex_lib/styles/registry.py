@@ -7,6 +7,8 @@ also a style: Computer Modern (``cm-10pt``) rasterised that way (``screen-144dpi
 
 from __future__ import annotations
 
+import importlib.util
+
 from ..render import Renderer, RenderError
 from .spec import Raster, Style
 
@@ -177,9 +179,7 @@ def missing(name: str | Style) -> str | None:
         from .web import web_missing
 
         return web_missing(style.engine)
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("matplotlib") is None:  # found, not imported: --help stays fast
         return "needs matplotlib (pip install matplotlib)"
     return None
 

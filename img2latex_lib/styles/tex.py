@@ -132,16 +132,41 @@ ffi = nil}}
 """
 
 
+#: TeX files the styles check for (looked up together, once: one kpsewhich run, not one each).
+_LUA_NEEDS = ("luaotfload.sty", "unicode-math.sty", "luatex85.sty")
+
+
 @functools.cache
+def _tex_files() -> dict[str, str]:
+    """Where TeX finds each file a style may need (absent ones left out), from one kpsewhich run."""
+    return {Path(line).name: line
+            for line in _kpsewhich_run(sorted(_known_names())).splitlines() if line}
+
+
+def _kpsewhich_run(names: list[str]) -> str:
+    """kpsewhich's output for ``names`` (the path of each one found, a line each), or ""."""
+    if shutil.which("kpsewhich") is None:
+        return ""
+    try:
+        out = subprocess.run(["kpsewhich", *names], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return out.stdout
+
+
 def kpsewhich(name: str) -> str | None:
     """Where TeX finds `name` (a .sty or font file), or None."""
-    if shutil.which("kpsewhich") is None:
-        return None
-    try:
-        out = subprocess.run(["kpsewhich", name], capture_output=True, text=True, timeout=20)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() or None
+    known = _tex_files()
+    if name in known:
+        return known[name]
+    return None if name in _known_names() else (_kpsewhich_run([name]).strip() or None)
+
+
+@functools.cache
+def _known_names() -> frozenset[str]:
+    """Every TeX file name a style checks for."""
+    return frozenset({name for face in PDFLATEX_FACES.values() for name in face.needs}
+                     | {"extarticle.cls", *_LUA_NEEDS, *OPENTYPE_FONTS})
 
 
 @functools.cache
@@ -202,8 +227,7 @@ def tex_missing(style: Style) -> str | None:
         return None
     if shutil.which("lualatex") is None or shutil.which("gs") is None:
         return "needs lualatex and Ghostscript (Debian texlive-luatex, ghostscript)"
-    lacking = [name for name in ("luaotfload.sty", "unicode-math.sty", "luatex85.sty")
-               if kpsewhich(name) is None]
+    lacking = [name for name in _LUA_NEEDS if kpsewhich(name) is None]
     if lacking:
         return f"needs {', '.join(lacking)} (Debian texlive-luatex, texlive-latex-recommended)"
     if find_font(style.font) is None:

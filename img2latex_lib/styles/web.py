@@ -10,6 +10,7 @@ files (Debian's libjs-katex, libjs-mathjax), served from disk, and every other r
 from __future__ import annotations
 
 import atexit
+import importlib.util
 import io
 import mimetypes
 import os
@@ -111,9 +112,7 @@ def chromium_path() -> str | None:
 def web_missing(engine: str) -> str | None:
     """Why the `engine` ("katex" or "mathjax") style cannot render here, or None if it can."""
     lacking = []
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("playwright") is None:  # found, not imported: --help stays fast
         lacking.append("the Python package playwright (pip install playwright)")
     if chromium_path() is None:
         lacking.append("Chromium (Debian chromium)")
