@@ -47,7 +47,7 @@ def calibration_slice(n: int = len(CALIBRATION)) -> list[Sample]:
 
 def checkpoint_or_exit(path: Path | None) -> Path:
     """``path``, or the shipped checkpoint; exit with the reason if there is none."""
-    from img2latex_lib.training import CheckpointError, default_checkpoint  # imports keras
+    from img2latex_lib.checkpoints import CheckpointError, default_checkpoint  # imports keras
 
     try:
         return path or default_checkpoint()

@@ -19,10 +19,10 @@ from pathlib import Path
 
 from _common import machine, sample_data, table
 
+from img2latex_lib.checkpoints import default_checkpoint, save_checkpoint
 from img2latex_lib.decoding import LatexProducer
 from img2latex_lib.model import Config, build_model
 from img2latex_lib.tokenizer import Vocab
-from img2latex_lib.training import default_checkpoint, save_checkpoint
 
 
 def _checkpoint(path: Path | None, tokens: int, vocab_formulas: list[str]) -> tuple[Path, str]:

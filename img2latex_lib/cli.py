@@ -540,7 +540,7 @@ def cmd_render(args) -> None:
 
 
 def cmd_export(args) -> None:
-    from .training import WEIGHTS_FILE, export_checkpoint
+    from .checkpoints import WEIGHTS_FILE, export_checkpoint
 
     out = export_checkpoint(args.checkpoint, args.out)
     print(f"{out}: {(out / WEIGHTS_FILE).stat().st_size / 1e6:.1f} MB of weights")

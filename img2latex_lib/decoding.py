@@ -492,7 +492,7 @@ class LatexProducer:
         """``balanced``: decode under :class:`BalanceConstraint` (braces, ``\\left``/``\\right``
         and environments always close). ``companions``: checkpoints whose beams add candidates
         to ``predict(..., rerank=True)`` (:meth:`candidate_lists`)."""
-        from .training import default_checkpoint, load_from_checkpoint
+        from .checkpoints import default_checkpoint, load_from_checkpoint
 
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else default_checkpoint()
         self.model, self.vocab, self.config = load_from_checkpoint(

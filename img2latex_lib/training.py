@@ -2,32 +2,33 @@
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import shutil
 import time
-import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Any
 
 import keras
 import numpy as np
 
+from .checkpoints import (
+    CONFIG_FILE,
+    OPTIMIZER_FILE,
+    STATE_FILE,
+    VOCAB_FILE,
+    WEIGHTS_FILE,
+    CheckpointError,
+    checkpoint_folder,
+    existing_checkpoint,
+    load_weights,
+    read_part,
+    remove_stale_staging,
+    save_checkpoint,
+    training_position,
+)
 from .config import ARCHITECTURE, Config
-from .model import Img2LaTeX, build_model, masked_accuracy, masked_loss
+from .model import build_model, masked_accuracy, masked_loss
 from .tokenizer import Vocab
-
-CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE = "config.json", "vocab.json", "model.weights.h5"
-OPTIMIZER_FILE, STATE_FILE = "optimizer.npz", "state.json"
-DEFAULT_CHECKPOINT_NAME = "img2latex-base"
-CHECKPOINTS_DIR = Path(__file__).resolve().parents[1] / "checkpoints"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint folder is missing files, corrupt, or inconsistent."""
 
 
 @keras.saving.register_keras_serializable("img2latex")
@@ -52,166 +53,6 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
 
 # --- checkpoints ------------------------------------------------------------------------------
 
-
-def save_checkpoint(
-    directory: str | Path,
-    model: Img2LaTeX,
-    vocab: Vocab,
-    optimizer: keras.optimizers.Optimizer | None = None,
-    state: dict | None = None,
-) -> Path:
-    """Write a checkpoint folder atomically: a killed run leaves the previous one intact (and
-    a temporary folder, removed by the next save or resume)."""
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_staging(directory)
-    staging = directory.with_name(f"{_staging_prefix(directory)}{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    model.config.save(staging / CONFIG_FILE)
-    vocab.save(staging / VOCAB_FILE)
-    model.save_weights(staging / WEIGHTS_FILE)
-    if optimizer is not None and optimizer.built:
-        np.savez(staging / OPTIMIZER_FILE,
-                 *[keras.ops.convert_to_numpy(v) for v in optimizer.variables])
-    if state is not None:
-        (staging / STATE_FILE).write_text(json.dumps(state, indent=2))
-    old = directory.with_name(f".{directory.name}.old")
-    if directory.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        directory.rename(old)
-    staging.rename(directory)
-    shutil.rmtree(old, ignore_errors=True)
-    return directory
-
-
-def _staging_prefix(directory: Path) -> str:
-    """The name, less its process id, of the folder a save of ``directory`` writes first."""
-    return f".{directory.name}.tmp-"
-
-
-def _process_alive(pid: int) -> bool:
-    """Whether process ``pid`` runs on this machine (elsewhere than POSIX: assumed so, as
-    ``os.kill`` would end it)."""
-    if os.name != "posix":
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # it runs, as another user's
-        pass
-    return True
-
-
-def remove_stale_staging(directory: str | Path) -> list[Path]:
-    """Remove the temporary folders beside ``directory`` that saves of it, killed midway, left:
-    those whose process has ended. A live process's save in progress is left alone (two
-    writers of one checkpoint are a mistake, but it should fail loudly, not by a folder
-    vanishing under one of them). Returns the folders removed."""
-    directory = Path(directory)
-    prefix = _staging_prefix(directory)
-    if not directory.parent.is_dir():
-        return []
-    stale = [path for path in directory.parent.iterdir() if path.name.startswith(prefix)
-             and path.name[len(prefix):].isdigit()
-             and not _process_alive(int(path.name[len(prefix):]))]
-    for path in stale:
-        shutil.rmtree(path, ignore_errors=True)
-    return stale
-
-
-def _existing_checkpoint(directory: Path) -> Path:
-    """The folder itself, or its previous version if a save was killed between two renames."""
-    if directory.exists():
-        return directory
-    old = directory.with_name(f".{directory.name}.old")
-    return old if old.exists() else directory
-
-
-def load_from_checkpoint(
-    directory: str | Path, verbose: bool = False
-) -> tuple[Img2LaTeX, Vocab, Config]:
-    """Load model, vocabulary and config; explain exactly what is missing or inconsistent, as
-    a one-line CheckpointError naming the file (and the field)."""
-    directory = _checkpoint_folder(Path(directory), (CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE))
-    config = _read(Config.load, directory / CONFIG_FILE)
-    vocab = _read(Vocab.load, directory / VOCAB_FILE)
-    if len(vocab) != config.vocab_size:
-        raise CheckpointError(f"{directory}: vocab.json has {len(vocab)} tokens but config.json "
-                              f"says vocab_size={config.vocab_size}")
-    try:
-        model = build_model(config, verbose=verbose)
-    except ValueError as error:
-        raise CheckpointError(f"{directory / CONFIG_FILE}: {error}") from None
-    _load_weights(model, directory / WEIGHTS_FILE, "config.json")
-    return model, vocab, config
-
-
-def _checkpoint_folder(directory: Path, needed: Sequence[str]) -> Path:
-    """The checkpoint folder to read (see ``_existing_checkpoint``), which has ``needed``."""
-    directory = _existing_checkpoint(directory)
-    if not directory.is_dir():
-        raise CheckpointError(f"{directory}: checkpoint folder not found")
-    missing = [name for name in needed if not (directory / name).is_file()]
-    if missing:
-        raise CheckpointError(f"{directory}: checkpoint is missing {', '.join(missing)}")
-    return directory
-
-
-def _read(load: Callable[[Path], Any], path: Path) -> Any:
-    """``load(path)``, with any problem as a CheckpointError naming ``path``."""
-    try:
-        return load(path)
-    except (ValueError, OSError) as error:
-        message = str(error)
-        raise CheckpointError(message if str(path) in message else f"{path}: {message}") from None
-
-
-def _position(path: Path) -> dict:
-    """A training checkpoint's ``state.json``: where the run was (epoch, step in it, steps)."""
-    try:
-        state = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"not valid JSON ({error})") from None
-    if not isinstance(state, dict):
-        raise ValueError("expected a JSON object with the run's position")
-    for key in ("epoch", "step_in_epoch", "global_step"):
-        value = state.get(key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f"{key} must be a non-negative integer, not {value!r}")
-    return state
-
-
-def _load_weights(model: keras.Model, path: Path, against: str) -> None:
-    """Load a weights file; a problem is one CheckpointError line naming it."""
-    try:
-        with warnings.catch_warnings():  # the optimizer's state comes from optimizer.npz
-            warnings.filterwarnings("ignore", "Skipping variable loading for optimizer")
-            model.load_weights(path)
-    except (ValueError, OSError, KeyError) as error:
-        lines = [line for line in str(error).splitlines() if line.strip()]
-        reason = " ".join(lines[:2]) if lines else type(error).__name__
-        raise CheckpointError(f"{path}: weights are corrupt or do not match {against} "
-                              f"({reason})") from None
-
-
-def export_checkpoint(source: str | Path, target: str | Path) -> Path:
-    """Copy a checkpoint for shipping: config, vocabulary and the model's weights only (a
-    training checkpoint's weights file also holds the optimizer's moments, twice the model)."""
-    model, vocab, _ = load_from_checkpoint(source)
-    if Path(target).resolve() == _existing_checkpoint(Path(source)).resolve():
-        raise CheckpointError(f"{target}: export to another folder than the checkpoint's")
-    return save_checkpoint(target, model, vocab)
-
-
-def default_checkpoint() -> Path:
-    """The shipped checkpoint (or ``$IMG2LATEX_CHECKPOINT``)."""
-    path = Path(os.environ.get("IMG2LATEX_CHECKPOINT", CHECKPOINTS_DIR / DEFAULT_CHECKPOINT_NAME))
-    if not (path / WEIGHTS_FILE).exists():
-        raise CheckpointError(f"{path}: no trained checkpoint there; train one "
-                              f"(img2latex train) or pass --checkpoint DIR")
-    return path
 
 
 def global_step(model: keras.Model) -> int:
@@ -450,7 +291,7 @@ class Trainer:
         with scope:
             self.model = build_model(config)
             if init_weights:
-                _load_weights(self.model, Path(init_weights), "this run's config")
+                load_weights(self.model, Path(init_weights), "this run's config")
             total = config.num_epochs * len(train_data)
             if config.max_steps:
                 total = min(total, config.max_steps)
@@ -474,9 +315,9 @@ class Trainer:
         """Load weights, optimizer state and position from a checkpoint written by ``save``,
         after checking it was saved by a run of the same architecture and vocabulary."""
         remove_stale_staging(directory)
-        directory = _checkpoint_folder(Path(directory), (CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE,
+        directory = checkpoint_folder(Path(directory), (CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE,
                                                          STATE_FILE))
-        saved = _read(Config.load, directory / CONFIG_FILE)
+        saved = read_part(Config.load, directory / CONFIG_FILE)
         differ = [name for name in ("vocab_size", *ARCHITECTURE)
                   if getattr(saved, name) != getattr(self.config, name)]
         if differ:
@@ -487,11 +328,11 @@ class Trainer:
                                   f"{settings(saved)} but this run has {settings(self.config)}; "
                                   f"resume with the settings it was trained with, or drop "
                                   f"--resume to start a fresh run")
-        if _read(Vocab.load, directory / VOCAB_FILE).id_to_token != self.vocab.id_to_token:
+        if read_part(Vocab.load, directory / VOCAB_FILE).id_to_token != self.vocab.id_to_token:
             raise CheckpointError(f"{directory / VOCAB_FILE}: the checkpoint's vocabulary differs "
                                   f"from this run's; resume with --vocab {directory / VOCAB_FILE}")
-        _load_weights(self.model, directory / WEIGHTS_FILE, "this run's config")
-        state = _read(_position, directory / STATE_FILE)
+        load_weights(self.model, directory / WEIGHTS_FILE, "this run's config")
+        state = read_part(training_position, directory / STATE_FILE)
         if (directory / OPTIMIZER_FILE).exists():
             optimizer = self.model.optimizer
             optimizer.build(self.model.trainable_variables)
@@ -532,7 +373,7 @@ class Trainer:
         epoch, offset = 0, 0
         last = self.save_dir / "last"
         if resume:
-            if not _existing_checkpoint(last).exists():
+            if not existing_checkpoint(last).exists():
                 raise CheckpointError(f"{last}: no checkpoint to resume from; drop --resume to "
                                       f"start a fresh run")
             state = self.restore(last)

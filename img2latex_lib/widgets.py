@@ -18,11 +18,11 @@ from pathlib import Path
 import ipywidgets as widgets
 from PIL import Image
 
+from .checkpoints import CheckpointError
 from .decoding import LatexProducer
 from .inputs import input_warnings
 from .preprocess import ImageError, ImageSource, crop_to_ink, load_image
 from .tokenizer import to_latex
-from .training import CheckpointError
 
 #: Largest upload accepted, in bytes (a formula image is rarely above a few hundred kB).
 MAX_UPLOAD_BYTES = 20 * 2**20

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
+from img2latex_lib.checkpoints import CheckpointError, default_checkpoint
 from img2latex_lib.decoding import LatexProducer
 from img2latex_lib.render import default_renderer
-from img2latex_lib.training import CheckpointError, default_checkpoint
 from tests.test_widgets import tiny_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from img2latex_lib.checkpoints import save_checkpoint
 from img2latex_lib.cli import main
 from img2latex_lib.datasets import build_dataset, load
 from img2latex_lib.decoding import LatexProducer
 from img2latex_lib.model import Config, build_model
 from img2latex_lib.render import default_renderer
 from img2latex_lib.tokenizer import Vocab
-from img2latex_lib.training import save_checkpoint
 from tests.test_model import SMALL, randomized
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 from keras import ops
 
+from img2latex_lib.checkpoints import save_checkpoint
 from img2latex_lib.decoding import (
     BalanceConstraint,
     LatexProducer,
@@ -11,7 +12,6 @@ from img2latex_lib.decoding import (
 )
 from img2latex_lib.model import Config, build_model
 from img2latex_lib.tokenizer import EOS_ID, PAD_ID, Vocab
-from img2latex_lib.training import save_checkpoint
 from tests.test_model import SMALL, randomized
 
 

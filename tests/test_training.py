@@ -12,19 +12,13 @@ import numpy as np
 import pytest
 
 from img2latex_lib.batching import BucketedDataset
+from img2latex_lib.checkpoints import CheckpointError, load_from_checkpoint, save_checkpoint
 from img2latex_lib.datasets import build_dataset
 from img2latex_lib.decoding import LatexProducer
 from img2latex_lib.model import Config, build_model
 from img2latex_lib.render import default_renderer
 from img2latex_lib.tokenizer import Vocab
-from img2latex_lib.training import (
-    CheckpointError,
-    StepLog,
-    Trainer,
-    global_step,
-    load_from_checkpoint,
-    save_checkpoint,
-)
+from img2latex_lib.training import StepLog, Trainer, global_step
 from tests.test_model import SMALL
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from img2latex_lib.checkpoints import save_checkpoint
 from img2latex_lib.decoding import LatexProducer
 from img2latex_lib.model import Config, build_model
 from img2latex_lib.render import default_renderer
 from img2latex_lib.tokenizer import Vocab, to_latex
-from img2latex_lib.training import save_checkpoint
 from img2latex_lib.widgets import MAX_UPLOAD_BYTES, Demo, demo
 from tests.test_model import SMALL, randomized
 from tests.test_training import FAST, broken_checkpoint
