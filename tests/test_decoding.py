@@ -3,8 +3,8 @@ import pytest
 from keras import ops
 
 from img2latex_lib.checkpoints import save_checkpoint
+from img2latex_lib.constraints import BalanceConstraint
 from img2latex_lib.decoding import (
-    BalanceConstraint,
     LatexProducer,
     StepDecoder,
     beam_search,
