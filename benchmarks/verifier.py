@@ -27,12 +27,12 @@ import numpy as np
 from _common import machine, table
 from _devtest import CALIBRATION, FIRST_ID, calibration_slice, checkpoint_or_exit, dev_test
 
+from img2latex_lib.compare import bitmaps_match, render_phases
 from img2latex_lib.datasets import Sample
 from img2latex_lib.decoding import LatexProducer
-from img2latex_lib.metrics import bitmaps_match
 from img2latex_lib.preprocess import load_image
 from img2latex_lib.render import LatexRenderer
-from img2latex_lib.selftrain import DEFAULT_MARGIN, DEFAULT_THRESHOLD, Verifier, render_phases
+from img2latex_lib.selftrain import DEFAULT_MARGIN, DEFAULT_THRESHOLD, Verifier
 from img2latex_lib.tokenizer import normalize
 
 THRESHOLDS = (0.4, 0.5, 0.6, 0.7, 0.8, 1.0, 1.3, 1.6, 2.0)

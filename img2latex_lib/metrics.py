@@ -17,9 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-import numpy as np
-from PIL import Image
-
+from img2latex_lib.compare import bitmaps_match
 from img2latex_lib.tokenizer import tokenize
 
 if TYPE_CHECKING:
@@ -226,92 +224,6 @@ def token_errors(references: Sequence[Formula], hypotheses: Sequence[Formula]) -
             elif r != h:
                 errors.substitutions[r, h] += 1
     return errors
-
-
-# --- image comparison -----------------------------------------------------------------------
-
-
-def ink_mask(image: Image.Image | np.ndarray, threshold: int = 128) -> np.ndarray:
-    """Binarise an image (ink = grey level <= ``threshold``) and crop it to the ink's bounding box.
-
-    Accepts a PIL image (converted to grey), a 2-D grey array with values 0-255, or a boolean
-    ink mask. An image without ink gives a (0, 0) mask.
-    """
-    if isinstance(image, Image.Image):
-        array = np.asarray(image.convert("L"))
-    else:
-        array = np.asarray(image)
-        if array.ndim == 3 and array.shape[2] == 1:
-            array = array[..., 0]
-    if array.ndim != 2:
-        raise ValueError(f"expected a grey image of shape (height, width), got shape {array.shape}")
-    mask = array if array.dtype == bool else array <= threshold
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    if rows.size == 0:
-        return np.zeros((0, 0), dtype=bool)
-    return mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-
-
-def max_filter(a: np.ndarray, radius: int) -> np.ndarray:
-    """Grow ink by ``radius`` pixels in every direction (square structuring element): the
-    largest value within the square, for boolean masks and grey levels alike."""
-    padded = np.pad(a, radius)
-    height, width = a.shape
-    rows = np.max([padded[:, dx : dx + width] for dx in range(2 * radius + 1)], axis=0)
-    return np.max([rows[dy : dy + height] for dy in range(2 * radius + 1)], axis=0)
-
-
-def bitmaps_match(
-    a: Image.Image | np.ndarray,
-    b: Image.Image | np.ndarray,
-    tolerance: int = 0,
-    max_mismatch: float = 0.0,
-    threshold: int = 128,
-) -> bool:
-    r"""Whether two renders show the same picture, wherever it sits on the page.
-
-    Both images are binarised and cropped to ink (:func:`ink_mask`). The crops must agree in size
-    within ``2 * tolerance`` pixels; then, for some relative shift of at most ``tolerance`` pixels
-    each way, every ink pixel of either image must lie within ``tolerance`` pixels of ink in the
-    other, except for at most ``max_mismatch`` times their total ink.
-
-    The default ``tolerance=0`` asks for identical crops: right for two renders from one renderer,
-    which draws one picture the same way whatever its spelling. ``tolerance=1`` absorbs the pixel
-    shifts between different rasterisers, but only at 200 dpi: at the 100 dpi of the im2latex-100k
-    images it also accepted 46 of 148 formulas with one letter or digit changed (at 200 dpi it
-    accepted only the 1 that exact comparison did).
-    im2markup aligns binarised columns by edit distance and forgives mismatched runs shorter than
-    5 columns, which is more lenient still; its "w/o spaces" variant (blank columns dropped) is
-    left out here, as an inserted ``\,`` moves the glyphs after it by a fraction of a pixel and
-    so still changes the bitmap (31 of 191 such pairs matched with blank columns dropped).
-    """
-    mask_a, mask_b = ink_mask(a, threshold), ink_mask(b, threshold)
-    if mask_a.size == 0 or mask_b.size == 0:
-        return mask_a.size == mask_b.size
-    if mask_a.shape == mask_b.shape and np.array_equal(mask_a, mask_b):
-        return True
-    (ha, wa), (hb, wb) = mask_a.shape, mask_b.shape
-    if abs(ha - hb) > 2 * tolerance or abs(wa - wb) > 2 * tolerance:
-        return False
-    allowed = max_mismatch * (np.count_nonzero(mask_a) + np.count_nonzero(mask_b))
-    t = tolerance
-    canvas = (max(ha, hb) + 4 * t, max(wa, wb) + 4 * t)
-    placed_a = np.zeros(canvas, dtype=bool)
-    placed_a[2 * t : 2 * t + ha, 2 * t : 2 * t + wa] = mask_a
-    grown_a = max_filter(placed_a, t)
-    padded_b = np.pad(mask_b, t)
-    grown_b = max_filter(padded_b, t)
-    for dy in range(2 * t + 1):
-        for dx in range(2 * t + 1):
-            window = (slice(dy, dy + hb + 2 * t), slice(dx, dx + wb + 2 * t))
-            placed_b, shifted_grown_b = np.zeros(canvas, dtype=bool), np.zeros(canvas, dtype=bool)
-            placed_b[window], shifted_grown_b[window] = padded_b, grown_b
-            unexplained = np.count_nonzero(placed_a & ~shifted_grown_b) + np.count_nonzero(
-                placed_b & ~grown_a
-            )
-            if unexplained <= allowed:
-                return True
-    return False
 
 
 # --- rendered metrics -----------------------------------------------------------------------

@@ -4,7 +4,7 @@ Beam search ranks its candidates by the model's probability alone, and the right
 among them but not first (on val ids 6975-7474 it is in the beam-5 list about a third more often
 than it is first). When the input was typeset the way the im2latex-100k images were (LaTeX at
 10pt, 100 dpi), every candidate can be rendered the same way and compared with the input
-(:func:`selftrain.image_distance`, the self-training verifier's comparison, which forgives
+(:func:`compare.image_distance`, the self-training verifier's comparison, which forgives
 rasterisation and nothing else). :class:`RenderReranker` keeps the model's best-scored candidate
 among those that match the image about as well as the best match does: candidates that render
 alike (``x ^ 2`` / ``x ^ { 2 }``) are told apart by the model, candidates that render differently
@@ -22,21 +22,15 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from PIL import Image
 
+from .compare import rescaled_distance
 from .preprocess import ImageSource, load_image
-from .selftrain import Verifier, image_distance, render_phases
+from .selftrain import Verifier
 
-#: How much worse than the best-matching candidate (in :func:`selftrain.image_distance` units,
+#: How much worse than the best-matching candidate (in :func:`compare.image_distance` units,
 #: pixels' worth of unexplained ink) a better-scored candidate may match and still be chosen.
 #: Chosen on val ids 6975-7474 (never trained on); see ``benchmarks/accuracy.py --rerank``.
 DEFAULT_TOLERANCE = 0.5
-#: Ink boxes whose width/height ratios differ by more than this share hold different formulas.
-ASPECT_TOLERANCE = 0.05
-#: Ink boxes within this share of each other's size are the same zoom: no rescaling.
-SAME_ZOOM = 0.05
-
-
 def pooled(*candidate_lists: Sequence[str]) -> list[str]:
     """The candidates of several n-best lists of one image, list by list, each once."""
     return list(dict.fromkeys(c for candidates in candidate_lists for c in candidates))
@@ -65,7 +59,7 @@ class RenderReranker:
 
     def distances(self, images: Sequence[ImageSource],
                   candidate_lists: Sequence[Sequence[str]]) -> list[list[float]]:
-        """Each candidate's :func:`selftrain.image_distance` to its image, or where none
+        """Each candidate's :func:`compare.image_distance` to its image, or where none
         matches the image's size, its :func:`rescaled_distance` (inf: no render, or no match)."""
         renders = iter(self.verifier.renderer.render_batch(
             [c for candidates in candidate_lists for c in candidates]))
@@ -87,33 +81,3 @@ class RenderReranker:
         return [candidates[chosen_index(distances, self.tolerance)] if candidates else ""
                 for candidates, distances in zip(
                     candidate_lists, self.distances(images, candidate_lists), strict=True)]
-
-
-def _ink_box(gray: np.ndarray) -> np.ndarray | None:
-    """``gray`` cropped to its pixels darker than mid-grey (None when there are none)."""
-    dark = gray < 128
-    rows, cols = np.flatnonzero(dark.any(axis=1)), np.flatnonzero(dark.any(axis=0))
-    if rows.size == 0:
-        return None
-    return gray[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-
-
-def rescaled_distance(image: np.ndarray, fine_render: np.ndarray, factor: int = 2) -> float:
-    """:func:`selftrain.image_distance` between a render (made ``factor`` times finer than the
-    im2latex size, as the verifier's renderer makes them) and a grey ``image`` of the same formula
-    at another zoom: the image's ink box is resized (Lanczos) to the render's, then compared at
-    every phase. Infinite when either is blank, when the boxes differ in aspect ratio by more
-    than :data:`ASPECT_TOLERANCE`, or when they are the same size already (nothing to rescale:
-    a size mismatch there means different content)."""
-    phases = render_phases(fine_render, factor)
-    ink, target = _ink_box(image), _ink_box(phases[0])
-    if ink is None or target is None:
-        return math.inf
-    (height, width), (target_height, target_width) = ink.shape, target.shape
-    if abs((width / height) / (target_width / target_height) - 1) > ASPECT_TOLERANCE:
-        return math.inf
-    if abs(height / target_height - 1) <= SAME_ZOOM and abs(width / target_width - 1) <= SAME_ZOOM:
-        return math.inf
-    resized = Image.fromarray(ink).resize((target_width, target_height), Image.Resampling.LANCZOS)
-    placed = np.pad(np.asarray(resized), 4, constant_values=255)
-    return min(image_distance(placed, phase) for phase in phases)

@@ -1,7 +1,7 @@
 """Self-training: the model labels unlabeled real images, and a label is kept only when the
 formula, rendered the way the real images were made, reproduces the image.
 
-The comparison (:func:`image_distance`) has to forgive what rasterisation does and nothing
+The comparison (:func:`compare.image_distance`) has to forgive what rasterisation does and nothing
 else. A real im2latex-100k image and the project's render of its gold formula agree in size
 within a pixel, but their glyphs sit up to half a pixel apart, each by its own amount, so their
 grey levels differ everywhere a little. The distance therefore upsamples both crops by two,
@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .compare import bitmaps_match, image_distance, render_phases
 from .datasets import DEFAULT_SPLIT, FORMULA_FILES, IMAGE_DIRS, atomic_write
-from .metrics import bitmaps_match, max_filter
-from .render import LatexRenderer, Renderer, RenderResult, shrink
+from .render import LatexRenderer, Renderer, RenderResult
 from .tokenizer import _atom_end, normalize
 
 # Calibrated with the third release's beam-5 candidates (benchmarks/verifier.py): the setting that
@@ -39,77 +39,8 @@ from .tokenizer import _atom_end, normalize
 # accents (c/e, 2/3, \delta/\theta, \tilde/\hat): 0.946 and 0.960 with that model.
 DEFAULT_THRESHOLD = 0.6
 DEFAULT_MARGIN = 0.1
-UPSAMPLE = 2
-WINDOW = 5
 DECISIONS_FILE = "decisions.tsv"
 DECISION_FIELDS = ("image", "status", "distance", "margin", "round", "formula", "reason")
-
-
-def _ink(gray: np.ndarray) -> np.ndarray | None:
-    """Ink density (0 white, 1 black) cropped to the pixels darker than mid-grey, 2 px margin."""
-    ink = 1.0 - np.asarray(gray, dtype=np.float32) / 255.0
-    dark = ink > 0.5
-    rows, cols = np.flatnonzero(dark.any(axis=1)), np.flatnonzero(dark.any(axis=0))
-    if rows.size == 0:
-        return None
-    return ink[max(rows[0] - 2, 0) : rows[-1] + 3, max(cols[0] - 2, 0) : cols[-1] + 3]
-
-
-def _upsample(ink: np.ndarray, factor: int) -> np.ndarray:
-    height, width = ink.shape
-    image = Image.fromarray(ink, mode="F").resize((width * factor, height * factor),
-                                                  Image.Resampling.BILINEAR)
-    return np.asarray(image)
-
-
-def _worst_window(a: np.ndarray, size: int) -> float:
-    """The largest sum of ``a`` over a ``size`` x ``size`` window."""
-    cum = np.pad(a, ((1, 0), (1, 0))).cumsum(axis=0).cumsum(axis=1)
-    if cum.shape[0] <= size or cum.shape[1] <= size:
-        return float(a.sum())
-    sums = cum[size:, size:] - cum[:-size, size:] - cum[size:, :-size] + cum[:-size, :-size]
-    return float(sums.max())
-
-
-def image_distance(image: np.ndarray | Image.Image, render: np.ndarray | Image.Image,
-                   size_tolerance: int = 1) -> float:
-    """How far a render is from an image: the ink (in pixels' worth) that the worst 5x5 window
-    of either leaves unexplained by the other, after the best alignment; 0 is a perfect match.
-
-    Both are grey images, ink dark. Infinite when either is blank or their ink crops differ in
-    size by more than ``size_tolerance`` pixels in either direction.
-    """
-    a, b = _ink(image), _ink(render)
-    if a is None or b is None:
-        return float("inf")
-    if max(abs(a.shape[0] - b.shape[0]), abs(a.shape[1] - b.shape[1])) > size_tolerance:
-        return float("inf")
-    f = UPSAMPLE
-    a, b = _upsample(a, f), _upsample(b, f)
-    reach = f  # shifts of up to one original pixel, in half-pixel steps
-    height, width = max(a.shape[0], b.shape[0]) + 2 * reach, max(a.shape[1], b.shape[1]) + 2 * reach
-    placed_a = np.zeros((height, width), np.float32)
-    placed_a[reach : reach + a.shape[0], reach : reach + a.shape[1]] = a
-    near_a = max_filter(placed_a, 1)
-    near_b = max_filter(np.pad(b, 1), 1)
-    best = float("inf")
-    for dy in range(2 * reach + 1):
-        for dx in range(2 * reach + 1):
-            placed_b = np.zeros((height, width), np.float32)
-            placed_b[dy : dy + b.shape[0], dx : dx + b.shape[1]] = b
-            shifted_near_b = np.zeros((height + 2, width + 2), np.float32)
-            shifted_near_b[dy : dy + b.shape[0] + 2, dx : dx + b.shape[1] + 2] = near_b
-            unexplained = (np.maximum(placed_a - shifted_near_b[1:-1, 1:-1], 0)
-                           + np.maximum(placed_b - near_a, 0))
-            best = min(best, _worst_window(unexplained, WINDOW * f) / (f * f))
-    return best
-
-
-def render_phases(fine: np.ndarray | Image.Image, factor: int = 2) -> list[np.ndarray]:
-    """A render made without downsampling, shrunk by ``factor`` at each sub-pixel phase."""
-    gray = np.asarray(fine.convert("L") if isinstance(fine, Image.Image) else fine, np.uint8)
-    return [np.asarray(shrink(gray, factor, (top, left)))
-            for top in range(factor) for left in range(factor)]
 
 
 @dataclass

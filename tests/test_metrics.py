@@ -9,9 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
+from img2latex_lib.compare import bitmaps_match, ink_mask
 from img2latex_lib.metrics import (
     align,
-    bitmaps_match,
     bleu4,
     compile_rate,
     compiles,
@@ -22,7 +22,6 @@ from img2latex_lib.metrics import (
     exact_match,
     format_table,
     image_match,
-    ink_mask,
     token_accuracy,
     token_errors,
 )

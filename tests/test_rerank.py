@@ -10,9 +10,10 @@ import pytest
 from PIL import Image
 
 from img2latex_lib.cli import main
+from img2latex_lib.compare import rescaled_distance
 from img2latex_lib.decoding import LatexProducer
 from img2latex_lib.render import LatexRenderer, latex_available
-from img2latex_lib.rerank import RenderReranker, chosen_index, pooled, rescaled_distance
+from img2latex_lib.rerank import RenderReranker, chosen_index, pooled
 from img2latex_lib.selftrain import Verifier
 from tests.test_cli import checkpoint, images  # noqa: F401  (fixtures)
 

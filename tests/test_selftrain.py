@@ -10,18 +10,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from img2latex_lib.compare import image_distance, render_phases
 from img2latex_lib.datasets import load
 from img2latex_lib.preprocess import load_image
 from img2latex_lib.render import LatexRenderer, latex_available
 from img2latex_lib.selftrain import (
     DECISIONS_FILE,
     Verifier,
-    image_distance,
     near_misses,
     pseudo_label,
     read_decisions,
     refilter,
-    render_phases,
 )
 from img2latex_lib.tokenizer import normalize
 
