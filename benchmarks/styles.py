@@ -2,12 +2,14 @@
 only) typeset in every style, and how well the model reads each.
 
     python benchmarks/styles.py [--checkpoint DIR] [--n 100] [--styles a,b,...] [--best rerank]
-                                [--figure docs/styles.png] [--quick]
+                                [--rerank-styles a,b,...] [--figure docs/styles.png] [--quick]
 
 Each style renders the formulas with its own `Renderer` (``img2latex_lib.styles``); a formula
 that fails in any style is left out of all, so every row scores the same formulas. The first row
 is the real im2latex-100k images. Per style: greedy decoding and the best decoding (``--best``:
-``beam`` = beam 5, ``rerank`` = beam 5 checked by rendering, ``none``), each scored with BLEU-4
+``beam`` = beam 5, ``rerank`` = beam 5, then its candidates checked by rendering them in the
+im2latex style and in the styles of ``--rerank-styles`` (default ``rerank.PROBE_STYLES``), the
+style that matches each image best; ``none``), each scored with BLEU-4
 and exact match after ``tokenizer.normalize`` and with image match (prediction and reference
 rendered in the im2latex style and compared, as in the im2latex literature). Predictions go to
 ``test-output/styles/<style>.tsv``. ``--figure`` draws one formula in every style with the
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 from _common import machine, table
@@ -28,7 +31,7 @@ from PIL import Image
 from img2latex_lib.decoding import LatexProducer
 from img2latex_lib.metrics import evaluate
 from img2latex_lib.render import LatexRenderer
-from img2latex_lib.rerank import RenderReranker
+from img2latex_lib.rerank import PROBE_STYLES, RenderReranker
 from img2latex_lib.styles import available_styles, missing, style_renderer
 from img2latex_lib.tokenizer import normalize
 
@@ -53,14 +56,20 @@ def rendered(styles: list[str], formulas: list[str]) -> tuple[dict[str, list], d
 
 
 def decodings(producer: LatexProducer, images: list, best: str,
-              reranker: RenderReranker | None, batch_size: int) -> dict[str, list[str]]:
-    """Greedy and (unless ``best`` is none) the best decoding of ``images``."""
+              rerankers: dict[str, RenderReranker], batch_size: int) -> dict[str, list[str]]:
+    """Greedy and (unless ``best`` is none) beam 5, then each reranker's choice among its
+    candidates."""
     found = {"greedy": producer.predict(images, batch_size=batch_size)}
     if best != "none":
         lists = [[latex for latex, _ in n] for n in producer.nbest_lists(images, 5, batch_size)]
-        found["beam 5" if best == "beam" else "beam 5 + render check"] = (
-            [n[0] if n else "" for n in lists] if best == "beam" else reranker.choose(images,
-                                                                                     lists))
+        found["beam 5"] = [n[0] if n else "" for n in lists]
+        for label, reranker in rerankers.items():
+            found[label] = reranker.choose(images, lists)
+            if len(reranker.styles) > 1:
+                matched = Counter(reranker.matched_styles)
+                print(f"  {label}: compared in " + ", ".join(
+                    f"{name or 'no style (beam first)'} {n}" for name, n in matched.most_common()),
+                    file=sys.stderr)
     return found
 
 
@@ -98,6 +107,8 @@ def main() -> None:
     parser.add_argument("--styles", default=",".join(DEFAULT_STYLES),
                         help="comma-separated style names (default: the headline set)")
     parser.add_argument("--best", choices=["none", "beam", "rerank"], default="rerank")
+    parser.add_argument("--rerank-styles", default=",".join(PROBE_STYLES),
+                        help="with --best rerank: the styles of the second render check")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--figure", type=Path, default=None, help="write the style figure here")
     parser.add_argument("--figure-index", type=int, default=3,
@@ -124,14 +135,16 @@ def main() -> None:
 
     producer = LatexProducer(checkpoint_or_exit(args.checkpoint))
     best = "none" if args.quick else args.best
-    reranker = RenderReranker() if best == "rerank" else None
+    rerankers = {} if best != "rerank" else {
+        "render check": RenderReranker(),
+        "render check in styles": RenderReranker(styles=args.rerank_styles.split(","))}
     judge = LatexRenderer()
     references = [normalize(formulas[i]) for i in keep]
     rows, greedy_of = [], {}
     for name, all_images in conditions.items():
         chosen = [all_images[i] for i in keep]
         start = time.perf_counter()
-        found = decodings(producer, chosen, best, reranker, args.batch_size)
+        found = decodings(producer, chosen, best, rerankers, args.batch_size)
         seconds = (time.perf_counter() - start) / len(chosen)
         greedy_of[name] = found["greedy"]
         write_tsv(OUT_DIR.parent / "styles" / f"{name.replace('+', '_')}.tsv",

@@ -189,7 +189,13 @@ def _add_predict(sub) -> None:
                    help="sample at this temperature (> 0) instead of taking the best token")
     p.add_argument("--rerank", action="store_true",
                    help="with --beam N: render the beam's candidates and keep the one that "
-                   "reproduces the image (images typeset like im2latex-100k; needs pdflatex)")
+                   "reproduces the image (in the im2latex style unless --rerank-styles; "
+                   "needs pdflatex)")
+    p.add_argument("--rerank-styles", default=None, metavar="NAMES",
+                   help="with --rerank: comma-separated styles (img2latex styles) to render the "
+                   "candidates in; each image is compared in the one that matches it best. "
+                   "'any' tries one face of each family: im2latex, times, palatino, sans, katex, "
+                   "mathjax (for screenshots of papers, slides and web pages; slower)")
     p.add_argument("--companion", type=Path, default=None, metavar="CHECKPOINT",
                    help="with --rerank: also render this checkpoint's beam candidates "
                    "(a second model's mistakes differ; e.g. checkpoints/img2latex-fast)")
@@ -418,6 +424,22 @@ def _report(line: str) -> None:
     print(f"img2latex: {line}", file=sys.stderr)
 
 
+def _rerank_styles(names: str | None) -> tuple[str, ...]:
+    """The render check's styles from ``--rerank-styles`` (checked before the model loads)."""
+    if not names:
+        return ("im2latex",)
+    from .rerank import PROBE_STYLES
+    from .styles import missing
+
+    styles = PROBE_STYLES if names.strip() == "any" else tuple(
+        name.strip() for name in names.split(",") if name.strip())
+    for name in styles:
+        reason = missing(name)  # raises for an unknown name
+        if reason is not None and names.strip() != "any":
+            raise ValueError(f"--rerank-styles: style {name!r} {reason}")
+    return styles
+
+
 def cmd_predict(args) -> int:
     from .decoding import LatexProducer
     from .inputs import figure_paths, read_inputs, tsv_field
@@ -425,13 +447,16 @@ def cmd_predict(args) -> int:
 
     if args.companion and not args.rerank:
         raise ValueError("--companion adds candidates to the render check: give --rerank too")
+    if args.rerank_styles and not args.rerank:
+        raise ValueError("--rerank-styles chooses the render check's styles: give --rerank too")
+    rerank_styles = _rerank_styles(args.rerank_styles)
     if args.rerank and args.beam < 2:
         raise ValueError(f"--rerank needs a beam size of 2 or more (it chooses among the "
                          f"beam's candidates), not --beam {args.beam}")
     if args.render and args.format:
         raise ValueError("--render prints one line per image: leave out --format")
     producer = LatexProducer(args.checkpoint, companions=[args.companion] if args.companion
-                             else [])
+                             else [], rerank_styles=rerank_styles)
     config = producer.config
     inputs = read_inputs(args.images, config.image_height, config.max_width)
     for item in inputs:

@@ -267,10 +267,12 @@ class LatexProducer:
     """Image(s) -> LaTeX with a trained checkpoint (the shipped one by default)."""
 
     def __init__(self, checkpoint_dir: str | Path | None = None, verbose: bool = False,
-                 balanced: bool = True, companions: Sequence[str | Path] = ()):
+                 balanced: bool = True, companions: Sequence[str | Path] = (),
+                 rerank_styles: Sequence[str] = ("im2latex",)):
         """``balanced``: decode under :class:`BalanceConstraint` (braces, ``\\left``/``\\right``
         and environments always close). ``companions``: checkpoints whose beams add candidates
-        to ``predict(..., rerank=True)`` (:meth:`candidate_lists`)."""
+        to ``predict(..., rerank=True)`` (:meth:`candidate_lists`). ``rerank_styles``: the
+        styles that check renders candidates in (:class:`rerank.RenderReranker`)."""
         from .checkpoints import default_checkpoint, load_from_checkpoint
 
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else default_checkpoint()
@@ -278,6 +280,7 @@ class LatexProducer:
             self.checkpoint_dir, verbose=verbose)
         self.decoder = StepDecoder(self.model, BalanceConstraint(self.vocab) if balanced else None)
         self.companions = [LatexProducer(path, verbose, balanced) for path in companions]
+        self.rerank_styles = tuple(rerank_styles)
         self._reranker = None
 
     @classmethod
@@ -288,6 +291,7 @@ class LatexProducer:
         producer.model, producer.vocab, producer.config = model, vocab, model.config
         producer.decoder = StepDecoder(model, BalanceConstraint(vocab) if balanced else None)
         producer.companions, producer._reranker = [], None
+        producer.rerank_styles = ("im2latex",)
         return producer
 
     def prepare(self, images: Sequence) -> list[np.ndarray]:
@@ -366,7 +370,7 @@ class LatexProducer:
         if self._reranker is None:
             from .rerank import RenderReranker
 
-            self._reranker = RenderReranker()
+            self._reranker = RenderReranker(styles=self.rerank_styles)
         return self._reranker.choose(
             items, self.candidate_lists(items, beam_size, batch_size, companions))
 

@@ -14,23 +14,36 @@ have the same aspect ratio (:func:`rescaled_distance`). That comparison is blunt
 rasterisations differ) but still tells a changed symbol from the right one. An image no candidate
 matches either way keeps the beam's first candidate. A second model's beam (:func:`pooled` after
 the first's) adds candidates the first did not think of: another model's mistakes differ.
+
+An image typeset another way (Times, a web page's KaTeX, a slide's sans-serif) matches no
+im2latex-style render. With ``styles`` (e.g. :data:`PROBE_STYLES`), the beam's first candidate is
+rendered in each of those styles first, the style whose render matches the image best is kept
+for that image, and its candidates are compared in that style: the nearest face stands in for the
+unknown one.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
-from .compare import rescaled_distance
+from .compare import image_distance, render_phases, rescaled_distance
 from .preprocess import ImageSource, load_image
+from .render import Renderer, RenderResult
 from .selftrain import Verifier
 
 #: How much worse than the best-matching candidate (in :func:`compare.image_distance` units,
 #: pixels' worth of unexplained ink) a better-scored candidate may match and still be chosen.
 #: Chosen on val ids 6975-7474 (never trained on); see ``benchmarks/accuracy.py --rerank``.
 DEFAULT_TOLERANCE = 0.5
+#: One style of each family of faces people screenshot, tried in this order when the image's
+#: style is unknown (``RenderReranker(styles=PROBE_STYLES)``, ``predict --rerank-styles``).
+PROBE_STYLES = ("im2latex", "times", "palatino", "sans", "katex", "mathjax")
+
+
 def pooled(*candidate_lists: Sequence[str]) -> list[str]:
     """The candidates of several n-best lists of one image, list by list, each once."""
     return list(dict.fromkeys(c for candidates in candidate_lists for c in candidates))
@@ -46,33 +59,94 @@ def chosen_index(distances: Sequence[float], tolerance: float = DEFAULT_TOLERANC
     return next(k for k, d in enumerate(distances) if d <= best + tolerance)
 
 
+@dataclass(frozen=True)
+class _CheckStyle:
+    """A style candidates are rendered in, and how much finer than the image its renders are."""
+
+    name: str
+    renderer: Renderer
+    factor: int
+
+
+def _distance(gray: np.ndarray, render: RenderResult, factor: int) -> float:
+    """:func:`compare.image_distance` of a render to the image at its best sub-pixel phase."""
+    if render.image is None:
+        return math.inf
+    return min(image_distance(gray, phase)
+               for phase in render_phases(np.asarray(render.image.convert("L")), factor))
+
+
+def _rescaled(gray: np.ndarray, render: RenderResult, factor: int) -> float:
+    if render.image is None:
+        return math.inf
+    return rescaled_distance(gray, np.asarray(render.image.convert("L")), factor)
+
+
+def _distances(gray: np.ndarray, renders: Sequence[RenderResult], factor: int) -> list[float]:
+    """Each render's distance to the image; rescaled comparisons only where none matches as is,
+    so that one image's candidates are always compared the same way."""
+    distances = [_distance(gray, r, factor) for r in renders]
+    if renders and not any(map(math.isfinite, distances)):
+        distances = [_rescaled(gray, r, factor) for r in renders]
+    return distances
+
+
 class RenderReranker:
     """Choose a formula for each image from its candidates (best-scored first) by rendering them.
 
-    ``verifier``: the :class:`selftrain.Verifier` whose renderer and comparison are used (default:
-    pdflatex in the im2latex style); its threshold and margin play no part here.
+    ``verifier``: the :class:`selftrain.Verifier` whose renderer and comparison are used for the
+    im2latex style (default: pdflatex in the im2latex style); its threshold and margin play no
+    part here. ``styles``: the styles tried for each image (names of :mod:`img2latex_lib.styles`;
+    those whose tools are missing here are left out); the default is the im2latex style alone.
     """
 
-    def __init__(self, tolerance: float = DEFAULT_TOLERANCE, verifier: Verifier | None = None):
+    def __init__(self, tolerance: float = DEFAULT_TOLERANCE, verifier: Verifier | None = None,
+                 styles: Sequence[str] = ("im2latex",)):
+        if not styles:
+            raise ValueError("the render check needs at least one style")
         self.tolerance = tolerance
         self.verifier = verifier or Verifier()
+        self.styles = tuple(styles)
+        self._check_styles: list[_CheckStyle] | None = None
+        self.matched_styles: list[str | None] = []
+        """The style each image of the last call was compared in (None: no candidate matched)."""
+
+    def check_styles(self) -> list[_CheckStyle]:
+        """The styles tried, with their renderers (built once; unavailable styles left out)."""
+        if self._check_styles is None:
+            from .styles import missing, style_renderer
+
+            found = []
+            for name in self.styles:
+                if name == "im2latex":
+                    found.append(_CheckStyle(name, self.verifier.renderer, self.verifier.factor))
+                elif missing(name) is None:
+                    found.append(_CheckStyle(name, style_renderer(name), 1))
+            if not found:
+                raise ValueError(f"none of the render check's styles can render here: "
+                                 f"{', '.join(self.styles)}")
+            self._check_styles = found
+        return self._check_styles
 
     def distances(self, images: Sequence[ImageSource],
                   candidate_lists: Sequence[Sequence[str]]) -> list[list[float]]:
-        """Each candidate's :func:`compare.image_distance` to its image, or where none
-        matches the image's size, its :func:`rescaled_distance` (inf: no render, or no match)."""
-        renders = iter(self.verifier.renderer.render_batch(
-            [c for candidates in candidate_lists for c in candidates]))
-        out = []
-        for image, candidates in zip(images, candidate_lists, strict=True):
-            gray = np.asarray(load_image(image))
-            results = [next(renders) for _ in candidates]
-            distances = self.verifier.judge(gray, results).distances
-            if candidates and not any(map(math.isfinite, distances)):
-                distances = [math.inf if r.image is None else
-                             rescaled_distance(gray, np.asarray(r.image), self.verifier.factor)
-                             for r in results]
-            out.append(distances)
+        """Each candidate's :func:`compare.image_distance` to its image, or where none matches
+        the image's size, its :func:`rescaled_distance` (inf: no render, or no match), in the
+        style whose best candidate matches the image best. Sets :attr:`matched_styles`."""
+        grays = [np.asarray(load_image(image)) for image in images]
+        flat = [c for candidates in candidate_lists for c in candidates]
+        per_style = []
+        for style in self.check_styles():
+            renders = iter(style.renderer.render_batch(flat) if flat else [])
+            per_style.append([_distances(gray, [next(renders) for _ in candidates], style.factor)
+                              for gray, candidates in zip(grays, candidate_lists, strict=True)])
+        out, self.matched_styles = [], []
+        for k in range(len(grays)):
+            closest = [min(found[k], default=math.inf) for found in per_style]
+            best = min(range(len(per_style)), key=lambda i: (closest[i], i))
+            out.append(per_style[best][k])
+            self.matched_styles.append(
+                self.check_styles()[best].name if math.isfinite(closest[best]) else None)
         return out
 
     def choose(self, images: Sequence[ImageSource],

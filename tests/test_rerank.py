@@ -15,6 +15,7 @@ from img2latex_lib.decoding import LatexProducer
 from img2latex_lib.render import LatexRenderer, latex_available
 from img2latex_lib.rerank import RenderReranker, chosen_index, pooled
 from img2latex_lib.selftrain import Verifier
+from img2latex_lib.styles import STYLES, missing, style_renderer
 from tests.test_cli import checkpoint, images  # noqa: F401  (fixtures)
 
 needs_latex = pytest.mark.skipif(not latex_available(), reason="pdflatex or gs not installed")
@@ -134,4 +135,42 @@ def test_cli_companion_needs_rerank(checkpoint, images, capsys):  # noqa: F811
     assert main(args) == 1
     assert "give --rerank too" in capsys.readouterr().err
     assert main([*args, "--rerank"]) == 0
+    assert capsys.readouterr().out.strip()
+
+
+@needs_latex
+@pytest.mark.parametrize("face", ["times", "palatino"])
+def test_an_image_in_another_face_is_compared_in_the_style_that_matches_it(face, typeset):
+    image = style_renderer(face).render(FORMULA)
+    im2latex_only = RenderReranker()
+    assert im2latex_only.distances([image], [[WRONG, FORMULA]])[0][0] == math.inf  # no match
+    styled = RenderReranker(styles=("im2latex", "times", "palatino"))
+    wrong, right = styled.distances([image], [[WRONG, FORMULA]])[0]
+    assert right + 1 < wrong
+    assert styled.matched_styles == [face]
+    assert styled.choose([image, typeset], [[WRONG, FORMULA], [WRONG, FORMULA]]) == [FORMULA] * 2
+    assert styled.matched_styles == [face, "im2latex"]  # each image in its own style
+
+
+@needs_latex
+def test_styles_that_cannot_render_here_are_left_out_of_the_check():
+    absent = next((name for name in STYLES if missing(name) is not None), None)
+    if absent is None:
+        pytest.skip("every style can render here")
+    assert [s.name for s in RenderReranker(styles=(absent, "times")).check_styles()] == ["times"]
+    with pytest.raises(ValueError, match="none of the render check's styles can render here"):
+        RenderReranker(styles=(absent,)).check_styles()
+    with pytest.raises(ValueError, match="at least one style"):
+        RenderReranker(styles=())
+
+
+@needs_latex
+def test_cli_rerank_styles(checkpoint, images, capsys):  # noqa: F811
+    args = ["predict", str(images[0]), "--checkpoint", str(checkpoint), "--beam", "3"]
+    assert main([*args, "--rerank-styles", "times"]) == 1
+    assert "give --rerank too" in capsys.readouterr().err
+    assert main([*args, "--rerank", "--rerank-styles", "nosuchface"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "unknown style 'nosuchface'" in err and len(err.splitlines()) == 1
+    assert main([*args, "--rerank", "--rerank-styles", "im2latex,times"]) == 0
     assert capsys.readouterr().out.strip()

@@ -75,8 +75,8 @@ _PRESET_TEXT = {
     "dark": "light grey on near-black (dark mode)",
     "dark-blue": "white on dark blue (a slide)",
     "solarized-dark": "low-contrast grey-green on dark teal",
-    "orange-slide": "white on orange (preprocessing does not handle it yet)",
-    "mid-grey": "black on mid grey (preprocessing does not handle it yet)",
+    "orange-slide": "white on orange (a slide)",
+    "mid-grey": "black on a mid-grey page",
 }
 
 
