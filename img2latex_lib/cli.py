@@ -326,11 +326,18 @@ def cmd_prepare(args) -> None:
     print(dataset.report())
 
 
+def _data_spec(spec: str) -> tuple[str, str | None, str | None]:
+    """``DIR[:FIRST-LAST][xREPEAT]`` split into its folder, ids and repeat count. A path that
+    exists as written is not split (a folder called ``renders_x2`` is not ``renders_`` twice)."""
+    folder, id_spec, repeat = re.fullmatch(r"(.+?)(?::(\d+-\d+))?(?:x(\d+))?", spec).groups()
+    if repeat and not id_spec and all(Path(part).exists() for part in spec.split("@")):
+        return spec, None, None
+    return folder, id_spec, repeat
+
+
 def _datasets(specs: list[str]) -> tuple[list, list[str]]:
     """Images and normalized formulas of data sets given as ``DIR[:FIRST-LAST][xREPEAT]`` or
     ``FILE.pack[xREPEAT]``."""
-    import re
-
     from .datasets import formula_problem, load
     from .labels import is_label_set, load_label_spec
     from .packing import PACK_SUFFIX, read_pack
@@ -338,8 +345,7 @@ def _datasets(specs: list[str]) -> tuple[list, list[str]]:
 
     images, formulas = [], []
     for spec in specs:
-        match = re.fullmatch(r"(.+?)(?::(\d+-\d+))?(?:x(\d+))?", spec)
-        folder, id_spec, repeat = match.groups()
+        folder, id_spec, repeat = _data_spec(spec)
         if folder.endswith(PACK_SUFFIX):
             if id_spec:
                 raise ValueError(f"{spec}: a pack takes no formula ids")

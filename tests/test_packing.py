@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import lzma
+import shutil
 
 import numpy as np
 import pytest
@@ -116,3 +117,14 @@ def test_cli_packs_data_sets_and_trains_on_a_repeated_pack(rendered, tmp_path, c
     assert main(["pack", str(pack), "--data", f"{folder}:2-0"]) == 1
     assert f"{folder}: 2-0: expected FIRST-LAST" in capsys.readouterr().err
     assert read_pack(pack)[1] == FORMULAS[:3]  # the pack already written is left as it was
+
+
+def test_a_folder_whose_name_ends_like_a_repeat_count_is_read_as_named(rendered, tmp_path, capsys):
+    folder, dataset = rendered
+    twin = tmp_path / "renders_x2"
+    shutil.copytree(folder, twin)
+    assert main(["pack", str(tmp_path / "a.pack"), "--data", str(twin), "--workers", "1"]) == 0
+    assert read_pack(tmp_path / "a.pack")[1] == dataset.formulas
+    assert main(["pack", str(tmp_path / "b.pack"), "--data", f"{twin}x2", "--workers", "1"]) == 0
+    assert read_pack(tmp_path / "b.pack")[1] == dataset.formulas * 2
+    capsys.readouterr()
