@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Sets up everything Img2LaTeX needs on Debian/Ubuntu: TeX Live for rendering, Chromium for the
-# browser test, and the Python package with its development tools.
+# browser test, Node.js for the KaTeX check, the clipboard tools (and Xvfb for their test), and
+# the Python package with its development tools.
 set -euo pipefail
 cd "$(dirname "$0")"
 
 APT_PACKAGES=(texlive-latex-base texlive-latex-recommended texlive-fonts-recommended
               poppler-utils ghostscript chromium
               lmodern texlive-luatex fonts-texgyre-math fonts-oflb-asana-math
-              libjs-katex libjs-mathjax)
+              libjs-katex libjs-mathjax nodejs
+              xclip wl-clipboard xvfb)
 if command -v apt-get >/dev/null; then
     SUDO=""
     [ "$(id -u)" -ne 0 ] && SUDO="sudo"

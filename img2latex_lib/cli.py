@@ -201,9 +201,19 @@ def _add_predict(sub) -> None:
                    "(a second model's mistakes differ; e.g. checkpoints/img2latex-fast)")
     p.add_argument("--render", action="store_true", help="save IMAGE.pred.png: input above "
                    "the rendered prediction")
-    p.add_argument("--format", choices=["tsv", "json"], default=None,
-                   help="output for several images (default tsv); json gives a failed image "
-                   "an error field")
+    p.add_argument("--format", choices=["tsv", "json", "mathml"], default=None,
+                   help="tsv (the default for several images): image and LaTeX a line; json: "
+                   "every form of each image (latex, tokens, inline, display, mathml; a failed "
+                   "image an error field); mathml: MathML instead of LaTeX")
+    p.add_argument("--tokens", action="store_true",
+                   help="the model's token form (a space between tokens) instead of compact "
+                   "LaTeX")
+    p.add_argument("--wrap", choices=["none", "inline", "display", "equation"], default="none",
+                   help="delimiters: inline $...$, display \\[...\\], or an equation "
+                   "environment")
+    p.add_argument("--katex", action="store_true",
+                   help="rewrite what KaTeX and MathJax lack (\\sp, \\mbox, {\\sl x}, "
+                   "\\hspace{.3truecm}, \\label, ...) to equivalents they read")
     p.add_argument("--batch_size", type=_positive(int), default=16)
 
 
@@ -446,10 +456,31 @@ def _rerank_styles(names: str | None) -> tuple[str, ...]:
     return styles
 
 
+def _text(prediction: str, args) -> str:
+    """A prediction (token form) as ``predict`` prints it: compact LaTeX (or ``--tokens``),
+    ``--katex``-safe, ``--wrap``-ped, or ``--format mathml``'s MathML."""
+    from .formats import compact, mathml, wrapped
+    from .portable import portable
+    from .tokenizer import to_latex
+
+    if args.format == "mathml":
+        return mathml(compact(portable(prediction)), display=True)
+    formula = portable(prediction) if args.katex else prediction
+    return wrapped(to_latex(formula) if args.tokens else compact(formula), args.wrap)
+
+
+def _forms(prediction: str, args) -> dict[str, str | None]:
+    """Every form of a prediction for ``--format json`` (``--katex`` applies to all)."""
+    from .formats import forms
+    from .portable import portable
+
+    return forms(portable(prediction) if args.katex else prediction)
+
+
 def cmd_predict(args) -> int:
     from .decoding import LatexProducer
+    from .formats import MathMLError
     from .inputs import figure_paths, read_inputs, tsv_field
-    from .tokenizer import to_latex
 
     if args.companion and not args.rerank:
         raise ValueError("--companion adds candidates to the render check: give --rerank too")
@@ -461,6 +492,8 @@ def cmd_predict(args) -> int:
                          f"beam's candidates), not --beam {args.beam}")
     if args.render and args.format:
         raise ValueError("--render prints one line per image: leave out --format")
+    if args.format == "mathml" and (args.tokens or args.wrap != "none"):
+        raise ValueError("--format mathml writes MathML: leave out --tokens and --wrap")
     producer = LatexProducer(args.checkpoint, companions=[args.companion] if args.companion
                              else [], rerank_styles=rerank_styles)
     config = producer.config
@@ -480,25 +513,32 @@ def cmd_predict(args) -> int:
                                              rerank=args.rerank)
             figure.savefig(out, bbox_inches="tight", dpi=120)
             plt.close(figure)
-            latex = to_latex(latex)
+            latex = _text(latex, args)
             print(f"{tsv_field(item.name)}\t{latex}\t{tsv_field(str(out))}" if several
                   else latex, flush=True)
         return FAILED if len(good) < len(inputs) else 0
     predictions = producer.predict(
         [item.image for item in good], beam_size=args.beam, temperature=args.temperature,
         batch_size=args.batch_size, rerank=args.rerank) if good else []
-    texts = iter(map(to_latex, predictions))
-    results = [(item, None if item.image is None else next(texts)) for item in inputs]
-    output_format = args.format or ("tsv" if several else "plain")
-    if output_format == "json":
-        print(json.dumps([{"image": item.name, "latex": text} if text is not None
+    found = iter(predictions)
+    results = [(item, None if item.image is None else next(found)) for item in inputs]
+    if args.format == "json":
+        print(json.dumps([{"image": item.name, **_forms(text, args)} if text is not None
                           else {"image": item.name, "error": item.error}
-                          for item, text in results], indent=2))
-    else:
-        for item, text in results:
-            if text is not None:
-                print(f"{tsv_field(item.name)}\t{text}" if output_format == "tsv" else text)
-    return FAILED if len(good) < len(inputs) else 0
+                          for item, text in results], indent=2, ensure_ascii=False))
+        return FAILED if len(good) < len(inputs) else 0
+    failed = len(inputs) - len(good)
+    for item, prediction in results:
+        if prediction is None:
+            continue
+        try:
+            text = _text(prediction, args)
+        except MathMLError as error:
+            _report(f"{item.name}: {error}")
+            failed += 1
+            continue
+        print(f"{tsv_field(item.name)}\t{text}" if several or args.format == "tsv" else text)
+    return FAILED if failed else 0
 
 
 def cmd_evaluate(args) -> int:
