@@ -1,6 +1,6 @@
 """Small matplotlib helpers for the notebooks: image grids, real-vs-rendered pairs, CNN feature
 maps, attention over an image, a block diagram and training curves. Each returns the figure it
-drew."""
+drew. ``abbreviate`` shortens a long list of tokens for a printed table."""
 
 from __future__ import annotations
 
@@ -17,6 +17,15 @@ from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
 Picture = Image.Image | np.ndarray
+
+
+def abbreviate(items: Sequence[str], shown: int = 4) -> str:
+    """The first ``shown`` items joined by spaces, then ``… (N)`` with the count of all of them
+    when some are left out: ``abbreviate(["a", "b", "c"], 2) == "a b … (3)"``."""
+    if shown < 1:
+        raise ValueError(f"shown must be at least 1, not {shown}")
+    text = " ".join(items[:shown])
+    return text + (f" … ({len(items)})" if len(items) > shown else "")
 
 
 def _pixels(image: Picture) -> np.ndarray:

@@ -4,6 +4,7 @@ import pytest
 from PIL import Image
 
 from img2latex_lib.plots import (
+    abbreviate,
     block_diagram,
     feature_maps,
     show_attention,
@@ -94,3 +95,11 @@ def test_training_curves_one_panel_per_logged_metric(tmp_path):
     (tmp_path / "empty.csv").write_text("")
     with pytest.raises(ValueError, match="no epoch logged yet"):
         training_curves(tmp_path / "empty.csv")
+
+
+def test_abbreviate_keeps_the_first_items_and_counts_all():
+    assert abbreviate(["a", "b", "c"], 2) == "a b … (3)"
+    assert abbreviate(["a", "b"], 2) == "a b"
+    assert abbreviate([]) == ""
+    with pytest.raises(ValueError):
+        abbreviate(["a"], 0)
