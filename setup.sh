@@ -9,7 +9,7 @@ APT_PACKAGES=(texlive-latex-base texlive-latex-recommended texlive-fonts-recomme
               poppler-utils ghostscript chromium
               lmodern texlive-luatex fonts-texgyre-math fonts-oflb-asana-math
               libjs-katex libjs-mathjax nodejs
-              xclip wl-clipboard xvfb)
+              xclip xvfb)
 if command -v apt-get >/dev/null; then
     SUDO=""
     [ "$(id -u)" -ne 0 ] && SUDO="sudo"

@@ -181,8 +181,13 @@ def _add_predict(sub) -> None:
                        description="LaTeX of each image, in order. A file that cannot be read "
                        "gets one line on stderr and the others are still done; the exit code "
                        "is then 1.")
-    p.add_argument("images", nargs="+", help="image files; - reads one image from standard "
+    p.add_argument("images", nargs="*", help="image files; - reads one image from standard "
                    "input (e.g. a pipe from a screenshot tool)")
+    p.add_argument("--clipboard", action="store_true",
+                   help="read the image on the clipboard (after the files; X11: xclip, "
+                   "Wayland: wl-clipboard)")
+    p.add_argument("--copy", action="store_true",
+                   help="put what is printed on the clipboard too")
     p.add_argument("--checkpoint", type=Path, default=None, help="default: the shipped model")
     p.add_argument("--beam", type=_positive(int), default=1, help="beam size (1 = greedy)")
     p.add_argument("--temperature", type=_positive(float), default=None,
@@ -479,8 +484,7 @@ def _forms(prediction: str, args) -> dict[str, str | None]:
 
 def cmd_predict(args) -> int:
     from .decoding import LatexProducer
-    from .formats import MathMLError
-    from .inputs import figure_paths, read_inputs, tsv_field
+    from .inputs import read_clipboard, read_inputs
 
     if args.companion and not args.rerank:
         raise ValueError("--companion adds candidates to the render check: give --rerank too")
@@ -490,6 +494,8 @@ def cmd_predict(args) -> int:
     if args.rerank and args.beam < 2:
         raise ValueError(f"--rerank needs a beam size of 2 or more (it chooses among the "
                          f"beam's candidates), not --beam {args.beam}")
+    if not args.images and not args.clipboard:
+        raise ValueError("give image files, - (standard input) or --clipboard")
     if args.render and args.format:
         raise ValueError("--render prints one line per image: leave out --format")
     if args.format == "mathml" and (args.tokens or args.wrap != "none"):
@@ -498,10 +504,36 @@ def cmd_predict(args) -> int:
                              else [], rerank_styles=rerank_styles)
     config = producer.config
     inputs = read_inputs(args.images, config.image_height, config.max_width)
+    if args.clipboard:
+        inputs.append(read_clipboard(config.image_height, config.max_width))
     for item in inputs:
         for line in ([item.error] if item.error else item.warnings):
             _report(line if item.error else f"warning: {line}")
     good = [item for item in inputs if item.image is not None]
+    printed: list[str] = []
+
+    def emit(line: str) -> None:
+        print(line, flush=True)
+        printed.append(line)
+
+    failed = len(inputs) - len(good) + _predicted(producer, inputs, args, emit)
+    if args.copy and printed:
+        from .clipboard import ClipboardError, copy_text
+
+        try:
+            copy_text("\n".join(printed))
+        except ClipboardError as error:
+            _report(str(error))
+            failed += 1
+    return FAILED if failed else 0
+
+
+def _predicted(producer, inputs: list, args, emit) -> int:
+    """Predict the loaded ``inputs`` and ``emit`` each output line; the number that failed
+    after loading (no MathML form)."""
+    from .formats import MathMLError
+    from .inputs import figure_paths, tsv_field
+
     several = len(inputs) > 1
     if args.render:
         import matplotlib.pyplot as plt
@@ -514,20 +546,21 @@ def cmd_predict(args) -> int:
             figure.savefig(out, bbox_inches="tight", dpi=120)
             plt.close(figure)
             latex = _text(latex, args)
-            print(f"{tsv_field(item.name)}\t{latex}\t{tsv_field(str(out))}" if several
-                  else latex, flush=True)
-        return FAILED if len(good) < len(inputs) else 0
+            emit(f"{tsv_field(item.name)}\t{latex}\t{tsv_field(str(out))}" if several
+                 else latex)
+        return 0
+    good = [item for item in inputs if item.image is not None]
     predictions = producer.predict(
         [item.image for item in good], beam_size=args.beam, temperature=args.temperature,
         batch_size=args.batch_size, rerank=args.rerank) if good else []
     found = iter(predictions)
     results = [(item, None if item.image is None else next(found)) for item in inputs]
     if args.format == "json":
-        print(json.dumps([{"image": item.name, **_forms(text, args)} if text is not None
-                          else {"image": item.name, "error": item.error}
-                          for item, text in results], indent=2, ensure_ascii=False))
-        return FAILED if len(good) < len(inputs) else 0
-    failed = len(inputs) - len(good)
+        emit(json.dumps([{"image": item.name, **_forms(text, args)} if text is not None
+                         else {"image": item.name, "error": item.error}
+                         for item, text in results], indent=2, ensure_ascii=False))
+        return 0
+    failed = 0
     for item, prediction in results:
         if prediction is None:
             continue
@@ -537,8 +570,8 @@ def cmd_predict(args) -> int:
             _report(f"{item.name}: {error}")
             failed += 1
             continue
-        print(f"{tsv_field(item.name)}\t{text}" if several or args.format == "tsv" else text)
-    return FAILED if failed else 0
+        emit(f"{tsv_field(item.name)}\t{text}" if several or args.format == "tsv" else text)
+    return failed
 
 
 def cmd_evaluate(args) -> int:

@@ -22,6 +22,8 @@ from .preprocess import ImageError, crop_to_ink, fit_size, ink_bbox, load_image
 #: The name that stands for standard input on the command line, and how messages call it.
 STDIN = "-"
 STDIN_NAME = "<stdin>"
+#: How messages call an image read from the clipboard (``predict --clipboard``).
+CLIPBOARD_NAME = "<clipboard>"
 #: Ink less tall than this (pixels) is warned about: real formula images are 10-160 px tall.
 MIN_INK_HEIGHT = 8
 #: Text scaled below this height (pixels of model input) to fit the width limit is warned about.
@@ -68,6 +70,21 @@ def read_input(source: str | Path, height: int, max_width: int,
         source = data
     else:
         name = str(source)
+    return _loaded(source, name, height, max_width)
+
+
+def read_clipboard(height: int, max_width: int) -> Input:
+    """The image on the system clipboard (:mod:`clipboard`), as an :class:`Input`."""
+    from .clipboard import ClipboardError, read_image
+
+    try:
+        data = read_image()
+    except ClipboardError as error:
+        return Input(CLIPBOARD_NAME, error=str(error))
+    return _loaded(data, CLIPBOARD_NAME, height, max_width)
+
+
+def _loaded(source: str | Path | bytes, name: str, height: int, max_width: int) -> Input:
     try:
         image = load_image(source, name)
         crop_to_ink(image, name=name)  # a blank image cannot be read: say so now
