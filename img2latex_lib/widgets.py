@@ -2,10 +2,11 @@
 
 ``demo()`` returns a :class:`Demo`, which a notebook displays as a widget: a file upload (PNG or
 JPEG), a beam size slider, a render check (optionally with a second model's candidates), a text
-box for an image path, a status line, and the result (the
-image as the model reads it, the predicted LaTeX in a copyable text box, the formula rendered
-by MathJax). The same object predicts from code (:meth:`Demo.predict_path`,
-:meth:`Demo.predict_bytes`), so everything the widget does is usable without a browser.
+box for an image path, a status line, and the result (the image as the model reads it, the
+predicted LaTeX in a text box with a copy button, in the form chosen: compact LaTeX, ``$…$``,
+``\\[…\\]`` or MathML, and the formula rendered by MathJax). The same object predicts from code
+(:meth:`Demo.predict_path`, :meth:`Demo.predict_bytes`), so everything the widget does is usable
+without a browser.
 """
 
 from __future__ import annotations
@@ -20,9 +21,19 @@ from PIL import Image
 
 from .checkpoints import CheckpointError
 from .decoding import LatexProducer
+from .formats import MathMLError, compact, mathml, wrapped
 from .inputs import input_warnings
 from .preprocess import ImageError, ImageSource, crop_to_ink, load_image
-from .tokenizer import to_latex
+
+#: The forms the LaTeX box offers: (label, value).
+FORMS = (("LaTeX", "latex"), ("$…$", "inline"), ("\\[…\\]", "display"), ("MathML", "mathml"))
+#: A button that copies the box's text in the browser (the clipboard of the user's machine, wherever
+#: the kernel runs); the text is found from the button, so several demos on a page stay apart.
+COPY_BUTTON = ('<button class="img2latex-copy-button" title="copy to the clipboard" onclick="'
+               "const box = this.closest('.img2latex-demo').querySelector("
+               "'.img2latex-latex textarea'); navigator.clipboard.writeText(box.value).then("
+               "() => { this.textContent = 'Copied'; setTimeout(() => "
+               "{ this.textContent = 'Copy'; }, 1500); });\">Copy</button>")
 
 #: Largest upload accepted, in bytes (a formula image is rarely above a few hundred kB).
 MAX_UPLOAD_BYTES = 20 * 2**20
@@ -55,7 +66,10 @@ class Demo:
     beam's candidates and keep the one that reproduces the image), ``second`` (Checkbox, shown when
     the producer has companions: their beams join the check), ``path`` (Text: an image path,
     predicted on Enter), ``message`` (HTML status line, its plain text in ``status``),
-    ``image`` (the image as loaded), ``latex_box`` (Textarea with the LaTeX), ``rendered``
+    ``image`` (the image as loaded), ``form`` (ToggleButtons: compact LaTeX, ``$…$``,
+    ``\\[…\\]`` or MathML), ``copy`` (a button that copies the box in the browser),
+    ``latex_box`` (Textarea with the prediction in that form), ``latex`` (the prediction as
+    compact LaTeX), ``rendered``
     (HTMLMath: the LaTeX typeset by MathJax), ``output`` (the box holding the last three) and
     ``widget`` (everything). Without a producer the controls are disabled and ``message`` says
     why (``notice``).
@@ -87,8 +101,16 @@ class Demo:
         self.latex_box = widgets.Textarea(placeholder="the predicted LaTeX appears here",
                                           description="LaTeX", rows=3,
                                           layout=widgets.Layout(width="95%"))
+        self.form = widgets.ToggleButtons(options=FORMS, value="latex",
+                                          tooltips=["compact LaTeX", "inline math",
+                                                    "display math", "MathML"],
+                                          style={"button_width": "80px"})
+        self.copy = widgets.HTML(COPY_BUTTON)
         self.rendered = widgets.HTMLMath()
-        self.output = widgets.VBox([self.image, self.latex_box, self.rendered])
+        self.output = widgets.VBox([
+            self.image,
+            widgets.HBox([self.form, self.copy], layout=widgets.Layout(align_items="center")),
+            self.latex_box, self.rendered])
         self.widget = widgets.VBox([
             widgets.HTML("<b>Img2LaTeX</b>: upload a PNG or JPEG image of a formula"),
             widgets.HBox([self.upload, self.beam, self.check, self.second]),
@@ -98,10 +120,13 @@ class Demo:
         ])
         for widget, name in ((self.widget, "demo"), (self.upload, "upload"),
                              (self.latex_box, "latex"), (self.rendered, "rendered"),
+                             (self.form, "form"), (self.copy, "copy"),
                              (self.message, "message")):
             widget.add_class(f"img2latex-{name}")
         self.status = ""
         self._last: tuple[ImageSource, str] | None = None
+        self.latex = ""
+        """The last prediction as compact LaTeX (the box shows it in the chosen form)."""
         if producer is None:
             for control in (self.upload, self.beam, self.path):
                 control.disabled = True
@@ -113,6 +138,7 @@ class Demo:
         self.check.observe(self._on_beam, names="value")
         self.second.observe(self._on_beam, names="value")
         self.path.observe(self._on_path, names="value")
+        self.form.observe(self._on_form, names="value")
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)
@@ -145,11 +171,12 @@ class Demo:
                     else ", checked by rendering,")
         self._say(f"{name}: predicting with {how} ...", "info")
         start = time.perf_counter()
-        latex = to_latex(self.producer.predict(image, beam_size=self.beam.value, rerank=rerank,
-                                               companions=second))
+        latex = compact(self.producer.predict(image, beam_size=self.beam.value, rerank=rerank,
+                                              companions=second))
         seconds = time.perf_counter() - start
         self.image.value = _png_bytes(image)
-        self.latex_box.value = latex
+        self.latex = latex
+        self.latex_box.value = self._in_form(latex)
         self.rendered.value = f"$$ {html.escape(latex)} $$" if latex else ""
         outcome = "predicted" if latex else "the model predicted an empty formula"
         config = self.producer.config
@@ -159,8 +186,23 @@ class Demo:
             "warning" if caveats else "ok")
         return latex
 
+    def _in_form(self, latex: str) -> str:
+        """``latex`` in the form chosen with :attr:`form`."""
+        if not latex or self.form.value == "latex":
+            return latex
+        if self.form.value == "mathml":
+            try:
+                return mathml(latex)
+            except MathMLError as error:
+                return f"<!-- {error} -->"
+        return wrapped(latex, self.form.value)
+
+    def _on_form(self, change: dict) -> None:
+        self.latex_box.value = self._in_form(self.latex)
+
     def _fail(self, text: str) -> None:
         self.image.value = b""
+        self.latex = ""
         self.latex_box.value = ""
         self.rendered.value = ""
         self._last = None

@@ -23,6 +23,7 @@ import pytest
 
 from img2latex_lib.checkpoints import CheckpointError, default_checkpoint
 from img2latex_lib.decoding import LatexProducer
+from img2latex_lib.formats import compact
 from img2latex_lib.render import default_renderer
 from tests.test_widgets import tiny_checkpoint
 
@@ -142,11 +143,13 @@ def test_upload_in_jupyterlab_shows_the_predicted_latex(jupyter, tmp_path):
     url, token, checkpoint = jupyter
     image = tmp_path / UPLOAD_NAME
     default_renderer().render(r"\frac { x ^ { 2 } } { 2 } + y").save(image)
-    expected = LatexProducer(checkpoint).predict(str(image))
+    expected = compact(LatexProducer(checkpoint).predict(str(image)))
 
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1100, "height": 1000})
+        context = browser.new_context(viewport={"width": 1100, "height": 1000})
+        context.grant_permissions(["clipboard-read", "clipboard-write"], origin=url)
+        page = context.new_page()
         page.set_default_timeout(TIMEOUT_MS)
         try:
             page.goto(f"{url}/lab/tree/{NOTEBOOK}?token={token}")
@@ -167,6 +170,14 @@ def test_upload_in_jupyterlab_shows_the_predicted_latex(jupyter, tmp_path):
                 arg=UPLOAD_NAME)
             assert f"{UPLOAD_NAME}: predicted with beam size 1" in message.inner_text()
             assert demo.locator(".img2latex-latex textarea").input_value() == expected
+            demo.locator(".img2latex-copy-button").click()
+            page.wait_for_function("() => document.querySelector('.img2latex-copy-button')"
+                                   ".textContent === 'Copied'")
+            assert page.evaluate("() => navigator.clipboard.readText()") == expected
+            demo.locator(".img2latex-form button", has_text="$…$").click()
+            page.wait_for_function(
+                "want => document.querySelector('.img2latex-latex textarea').value === want",
+                arg=f"${expected}$")
             demo.locator(".img2latex-rendered mjx-container").first.wait_for()
             assert demo.locator("img").evaluate("img => img.naturalWidth") > 0
             demo.scroll_into_view_if_needed()

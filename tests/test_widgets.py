@@ -13,9 +13,10 @@ from PIL import Image
 
 from img2latex_lib.checkpoints import save_checkpoint
 from img2latex_lib.decoding import LatexProducer
+from img2latex_lib.formats import compact, mathml
 from img2latex_lib.model import Config, build_model
 from img2latex_lib.render import default_renderer
-from img2latex_lib.tokenizer import Vocab, to_latex
+from img2latex_lib.tokenizer import Vocab
 from img2latex_lib.widgets import MAX_UPLOAD_BYTES, Demo, demo
 from tests.test_model import SMALL, randomized
 from tests.test_training import FAST, broken_checkpoint
@@ -59,8 +60,10 @@ def formula_png() -> bytes:
     return encoded(default_renderer().render(TYPESET))
 
 
-def assert_shows(app: Demo, latex: str, name: str, beam: int) -> None:
-    assert app.latex_box.value == latex
+def assert_shows(app: Demo, tokens: str, name: str, beam: int) -> None:
+    """The demo shows the prediction ``tokens`` (the model's token form) as compact LaTeX."""
+    latex = compact(tokens)
+    assert app.latex_box.value == app.latex == latex
     assert app.rendered.value == f"$$ {html.escape(latex)} $$"
     assert app.status.startswith(f"{name}: predicted with beam size {beam} in ")
     assert html.escape(app.status) in app.message.value
@@ -86,7 +89,7 @@ def test_jpeg_upload_and_beam_change_predict_again(app, formula_png):
     assert not app.check.disabled  # a beam to choose from: the render check may be turned on
     app.check.value = True  # ticking it predicts again, checked by rendering
     expected = app.producer.predict(jpeg, beam_size=3, rerank=True)
-    assert app.latex_box.value == expected
+    assert app.latex_box.value == compact(expected)
     assert app.status.startswith("photo.jpg: predicted with beam size 3, checked by rendering, in ")
     app.check.value = False
     app.beam.value = 1
@@ -98,9 +101,9 @@ def test_scripted_use_by_path_bytes_and_text_box(app, formula_png, tmp_path):
     path = tmp_path / "x.png"
     path.write_bytes(formula_png)
     expected = app.producer.predict(formula_png)
-    assert app.predict_path(path) == expected
+    assert app.predict_path(path) == compact(expected)
     assert_shows(app, expected, str(path), 1)
-    assert app.predict_bytes(formula_png, name="mine.png") == expected
+    assert app.predict_bytes(formula_png, name="mine.png") == compact(expected)
     assert_shows(app, expected, "mine.png", 1)
     app.path.value = str(path)
     assert_shows(app, expected, str(path), 1)
@@ -227,12 +230,29 @@ def test_a_second_models_beam_joins_the_render_check_when_ticked(app, formula_pn
     two.check.value = True
     assert not two.second.disabled
     upload(two, "formula.png", formula_png)
-    assert two.latex_box.value != to_latex(TYPESET)  # the random model's own beam misses it
+    assert two.latex_box.value != compact(TYPESET)  # the random model's own beam misses it
     two.second.value = True  # ticking it predicts again, with the companion's candidates
-    assert two.latex_box.value == to_latex(TYPESET)
+    assert two.latex_box.value == compact(TYPESET)
     assert two.status.startswith("formula.png: predicted with beam size 3, checked by rendering "
                                  "with tiny's beam too, in ")
     two.check.value = False
-    assert two.second.disabled and two.latex_box.value != to_latex(TYPESET)
+    assert two.second.disabled and two.latex_box.value != compact(TYPESET)
     with pytest.raises(ValueError, match="not both"):
         demo(producer=two.producer, companion=checkpoint)
+
+
+def test_the_box_shows_the_chosen_form_without_predicting_again(app, formula_png):
+    upload(app, "formula.png", formula_png)
+    latex, status = app.latex, app.status
+    assert latex and app.latex_box.value == latex
+    app.form.value = "inline"
+    assert app.latex_box.value == f"${latex}$"
+    app.form.value = "display"
+    assert app.latex_box.value == f"\\[{latex}\\]"
+    app.form.value = "mathml"
+    assert app.latex_box.value in (mathml(latex), ) or app.latex_box.value.startswith("<!--")
+    assert app.status == status  # no new prediction
+    app.form.value = "latex"
+    assert app.latex_box.value == latex
+    assert app.rendered.value == f"$$ {html.escape(latex)} $$"  # the preview stays
+    assert "navigator.clipboard.writeText" in app.copy.value
