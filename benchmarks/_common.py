@@ -36,17 +36,23 @@ def sample_data(n: int, first_id: int = 0) -> tuple[list[str], list[str], str]:
         samples = dataset.samples[:n]
         return ([str(s.image) for s in samples], [s.formula for s in samples],
                 "real im2latex-100k val images")
+    dataset = synthetic_dataset(n)
+    return ([str(p) for p in dataset.images], dataset.formulas,
+            "rendered synthetic formulas")
+
+
+def synthetic_dataset(n: int, seed: int = 1, folder: Path | None = None):
+    """``n`` synthetic formulas rendered by the default renderer into ``folder`` (default: a
+    fresh temporary folder), as a ``datasets.Dataset``."""
     import tempfile
 
     from img2latex_lib.datasets import build_dataset
     from img2latex_lib.render import default_renderer
     from img2latex_lib.synth import generate_formulas
 
-    folder = Path(tempfile.mkdtemp(prefix="img2latex-bench-"))
-    dataset = build_dataset(generate_formulas(n, seed=1), default_renderer(), folder,
-                            progress=False)
-    return ([str(p) for p in dataset.images], dataset.formulas,
-            "rendered synthetic formulas")
+    folder = folder or Path(tempfile.mkdtemp(prefix="img2latex-bench-"))
+    return build_dataset(generate_formulas(n, seed=seed), default_renderer(), folder,
+                         progress=False)
 
 
 def table(header: list[str], rows: list[list]) -> str:

@@ -89,6 +89,7 @@ def _tex_formulas(n: int, seed: int, out: Path) -> Path:
     from img2latex_lib.tokenizer import Vocab, normalize, tokenize
 
     vocab = Vocab.load(SHIPPED / "vocab.json")
+    max_len = json.loads((SHIPPED / "config.json").read_text())["max_len"]
     source = REPO.parent / "shared" / "data" / "tex_formulas"
     lines = [line for path in sorted(source.glob("*.lst"))
              for line in path.read_text(encoding="utf-8").splitlines()]
@@ -96,7 +97,7 @@ def _tex_formulas(n: int, seed: int, out: Path) -> Path:
     kept = []
     for line in lines:
         tokens = tokenize(normalize(line))
-        if 0 < len(tokens) <= 150 and all(t in vocab.token_to_id for t in tokens):
+        if 0 < len(tokens) <= max_len and all(t in vocab.token_to_id for t in tokens):
             kept.append(" ".join(tokens))
             if len(kept) == n:
                 break
@@ -147,12 +148,9 @@ def prepare(args: argparse.Namespace) -> None:
     carry.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
     if args.quick:
-        from img2latex_lib.datasets import build_dataset
-        from img2latex_lib.render import default_renderer
-        from img2latex_lib.synth import generate_formulas
+        from _common import synthetic_dataset
 
-        build_dataset(generate_formulas(24, seed=1), default_renderer(), work / "synth",
-                      progress=False)
+        synthetic_dataset(24, folder=work / "synth")
         sources = {"real": [str(work / "synth")], "styled": [str(work / "synth")]}
     else:
         images = args.images or REPO / "data" / "cache" / "train_unlabeled"
@@ -223,9 +221,10 @@ def train(args: argparse.Namespace) -> None:
     save_dir = Path("/tmp/img2latex-gpu-run") if not args.quick else args.out / "run"
     shutil.rmtree(save_dir, ignore_errors=True)
     env = _keras_env(args.carry)
+    flags, device = _train_flags(args, manifest, save_dir), _device()
     started = time.time()
-    done = subprocess.run([sys.executable, "-c", WITHOUT_TENSORFLOW, "train",
-                           *_train_flags(args, manifest, save_dir)], cwd=REPO, env=env,
+    done = subprocess.run([sys.executable, "-c", WITHOUT_TENSORFLOW, "train", *flags],
+                          cwd=REPO, env=env,
                           capture_output=True, text=True, check=False)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "train.log").write_text(done.stdout + done.stderr)
@@ -236,12 +235,12 @@ def train(args: argparse.Namespace) -> None:
         if (save_dir / name).exists():
             shutil.copy(save_dir / name, args.out / name)
     manifest["training"] = {"minutes": round((time.time() - started) / 60, 1),
-                            "flags": _train_flags(args, manifest, save_dir),
+                            "flags": flags,
                             "state": json.loads((save_dir / "last" / "state.json").read_text()),
-                            "device": _device()}
+                            "device": device}
     (args.out / "model" / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     print(f"{args.out / 'model'}: trained {manifest['training']['minutes']} min, "
-          f"{manifest['training']['state']['global_step']} steps on {_device()}")
+          f"{manifest['training']['state']['global_step']} steps on {device}")
 
 
 def _device() -> str:
@@ -269,12 +268,10 @@ def _rendered_scores(checkpoint: Path) -> str:
     """``img2latex evaluate`` on eight freshly rendered synthetic formulas."""
     import tempfile
 
-    from img2latex_lib.datasets import build_dataset
-    from img2latex_lib.render import default_renderer
-    from img2latex_lib.synth import generate_formulas
+    from _common import synthetic_dataset
 
     folder = Path(tempfile.mkdtemp(prefix="img2latex-recipe-"))
-    build_dataset(generate_formulas(8, seed=2), default_renderer(), folder, progress=False)
+    synthetic_dataset(8, seed=2, folder=folder)
     return _cli("evaluate", str(folder), "--checkpoint", str(checkpoint), "--beam", "1",
                 env=_env(TF_CPP_MIN_LOG_LEVEL="3"))
 

@@ -19,21 +19,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from img2latex_lib.labels import RUNS_FILE, read_labels  # noqa: E402
+from img2latex_lib.labels import accepted_rows  # noqa: E402
 from img2latex_lib.plots import side_by_side  # noqa: E402
 from img2latex_lib.preprocess import crop_to_ink  # noqa: E402
 from img2latex_lib.render import LatexRenderer  # noqa: E402
 from img2latex_lib.selftrain import Verifier  # noqa: E402
 
 FORMULA_SHOWN = 70
-
-
-def _accepted(labels_dir: Path) -> list[dict[str, str]]:
-    rows = []
-    for path in sorted(labels_dir.glob("*.tsv")):
-        if path.name != RUNS_FILE:
-            rows += [row for row in read_labels(path).values() if row["status"] == "accepted"]
-    return rows
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -47,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--figure", type=Path, default=None)
     args = parser.parse_args(argv)
 
-    accepted = _accepted(args.labels)
+    accepted = list(accepted_rows(args.labels).values())
     if not accepted:
         raise SystemExit(f"{args.labels}: no accepted labels")
     drawn = random.Random(args.seed).sample(accepted, min(args.k, len(accepted)))

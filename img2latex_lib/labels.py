@@ -203,13 +203,13 @@ def export_work(work_dir: str | Path, labels_dir: str | Path) -> Counter:
 # --- reading the label set as a data set -------------------------------------------------------
 
 
-def accepted_labels(labels_dir: str | Path, threshold: float | None = None,
-                    margin: float | None = None) -> dict[str, str]:
-    """The accepted formula of each image, by image name: the newest run's where several runs
-    accepted it. ``threshold`` / ``margin`` re-judge stricter without decoding again (as
-    ``selftrain.refilter``): only rows whose recorded distance is at most ``threshold`` and
-    margin at least ``margin`` count."""
-    labels: dict[str, tuple[int, str]] = {}
+def accepted_rows(labels_dir: str | Path, threshold: float | None = None,
+                  margin: float | None = None) -> dict[str, Row]:
+    """The accepted row of each image (distance, margin, formula, ...), by image name: the newest
+    run's where several runs accepted it. ``threshold`` / ``margin`` re-judge stricter without
+    decoding again (as ``selftrain.refilter``): only rows whose recorded distance is at most
+    ``threshold`` and margin at least ``margin`` count."""
+    rows: dict[str, tuple[int, Row]] = {}
     for path in sorted(Path(labels_dir).glob("*.tsv")):
         if path.name == RUNS_FILE:
             continue
@@ -220,9 +220,16 @@ def accepted_labels(labels_dir: str | Path, threshold: float | None = None,
                 continue
             if margin is not None and float(row["margin"]) < margin:
                 continue
-            if image not in labels or run > labels[image][0]:
-                labels[image] = (run, row["formula"])
-    return {image: formula for image, (_, formula) in labels.items()}
+            if image not in rows or run > rows[image][0]:
+                rows[image] = (run, row)
+    return {image: row for image, (_, row) in rows.items()}
+
+
+def accepted_labels(labels_dir: str | Path, threshold: float | None = None,
+                    margin: float | None = None) -> dict[str, str]:
+    """The accepted formula of each image, by image name (see :func:`accepted_rows`)."""
+    return {image: row["formula"]
+            for image, row in accepted_rows(labels_dir, threshold, margin).items()}
 
 
 def is_label_set(path: str | Path) -> bool:
