@@ -70,7 +70,12 @@ def show_images(
     if titles is not None and len(titles) != len(images):
         raise ValueError(f"{len(images)} images but {len(titles)} titles")
     nrows = math.ceil(len(images) / ncols)
-    texts = [_wrapped(t, width / ncols, title_size) for t in titles] if titles else None
+    def shown_width(image: Picture) -> float:  # inches the image takes: its aspect ratio rules
+        rows, cols = _pixels(image).shape[:2]
+        return max(3.0, min(width / ncols, 0.85 * row_height * cols / max(rows, 1)))
+
+    texts = ([_wrapped(t, shown_width(image), title_size) for t, image in
+              zip(titles, images, strict=True)] if titles else None)
     lines = max((t.count("\n") for t in texts), default=0) if texts else 0
     row_height += lines * title_size * 1.3 / 72  # room for the wrapped titles' extra lines
     fig, axes = plt.subplots(nrows, ncols, figsize=(width, row_height * nrows), squeeze=False)
@@ -188,7 +193,7 @@ def attention_path(
                     fontsize=font_size, family="monospace")
     bottom.plot(x, np.arange(len(tokens)), color="tab:orange", linewidth=0.8, alpha=0.4)
     bottom.set_ylim(steps - 0.5, -0.5)
-    bottom.set_xlim(0, span)
+    bottom.set_xlim(-0.03 * span, 1.03 * span)  # room for the tokens at either end
     bottom.set_ylabel("step", fontsize=font_size)
     bottom.set_xlabel("image column (pixels)", fontsize=font_size)
     bottom.yaxis.set_major_locator(MaxNLocator(integer=True))
