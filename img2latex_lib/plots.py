@@ -1,11 +1,12 @@
 """Small matplotlib helpers for the notebooks: image grids, real-vs-rendered pairs, CNN feature
-maps, attention over an image, a block diagram and training curves. Each returns the figure it
-drew. ``abbreviate`` shortens a long list of tokens for a printed table."""
+maps, attention over an image and its path across it, a block diagram and training curves. Each
+returns the figure it drew. ``abbreviate`` shortens a long list of tokens for a printed table."""
 
 from __future__ import annotations
 
 import csv
 import math
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -34,14 +35,24 @@ def _pixels(image: Picture) -> np.ndarray:
     return array[..., 0] if array.ndim == 3 and array.shape[-1] == 1 else array
 
 
-def _draw(ax, image: Picture, title: str | None = None) -> None:
+#: Font size of image titles, in points (readable at the notebooks' 80 dpi).
+TITLE_SIZE = 11.0
+
+
+def _wrapped(title: str, inches: float, size: float) -> str:
+    """``title`` broken into lines that fit ``inches`` at ``size`` points (whole words kept)."""
+    per_line = max(20, int(inches * 72 / (0.55 * size)))
+    return "\n".join(textwrap.wrap(title, per_line, break_long_words=False)) or title
+
+
+def _draw(ax, image: Picture, title: str | None = None, size: float = TITLE_SIZE) -> None:
     pixels = _pixels(image)
     top = 1.0 if pixels.dtype.kind == "f" and pixels.max() <= 1.0 else 255
     ax.imshow(pixels, cmap="gray", vmin=0, vmax=top, interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
     if title:  # a "$" would start matplotlib's math mode
-        ax.set_title(title.replace("$", r"\$"), fontsize=8, loc="left")
+        ax.set_title(title.replace("$", r"\$"), fontsize=size, loc="left")
 
 
 def show_images(
@@ -50,17 +61,27 @@ def show_images(
     ncols: int = 1,
     width: float = 8.0,
     row_height: float = 1.0,
+    title_size: float = TITLE_SIZE,
 ) -> Figure:
-    """Images in a grid of ``ncols`` columns (one axes each), grey levels as they are."""
+    """Images in a grid of ``ncols`` columns (one axes each), grey levels as they are; long
+    titles (a whole formula) are wrapped onto as many lines as they need, never cut."""
     if not images:
         raise ValueError("show_images needs at least one image")
     if titles is not None and len(titles) != len(images):
         raise ValueError(f"{len(images)} images but {len(titles)} titles")
     nrows = math.ceil(len(images) / ncols)
+    def shown_width(image: Picture) -> float:  # inches the image takes: its aspect ratio rules
+        rows, cols = _pixels(image).shape[:2]
+        return max(3.0, min(width / ncols, 0.85 * row_height * cols / max(rows, 1)))
+
+    texts = ([_wrapped(t, shown_width(image), title_size) for t, image in
+              zip(titles, images, strict=True)] if titles else None)
+    lines = max((t.count("\n") for t in texts), default=0) if texts else 0
+    row_height += lines * title_size * 1.3 / 72  # room for the wrapped titles' extra lines
     fig, axes = plt.subplots(nrows, ncols, figsize=(width, row_height * nrows), squeeze=False)
     for k, ax in enumerate(axes.flat):
         if k < len(images):
-            _draw(ax, images[k], titles[k] if titles is not None else None)
+            _draw(ax, images[k], texts[k] if texts is not None else None, title_size)
         else:
             fig.delaxes(ax)
     fig.tight_layout()
@@ -129,18 +150,72 @@ def show_attention(
     return fig
 
 
+def attention_peaks(maps: np.ndarray, stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """Where each step's attention map ``[steps, rows, cols]`` is strongest, as (x, y) pixel
+    centres of the image it was computed over (``stride``: input pixels per grid cell). The peak,
+    not the weighted mean: a map with one sharp spot and a faint spread over the rest of the
+    image has its mean pulled towards the middle."""
+    maps = np.asarray(maps)
+    if maps.ndim != 3:
+        raise ValueError(f"attention must be [steps, rows, cols], got shape {maps.shape}")
+    rows, cols = np.unravel_index(maps.reshape(len(maps), -1).argmax(axis=1), maps.shape[1:])
+    return (cols + 0.5) * stride, (rows + 0.5) * stride
+
+
+def attention_path(
+    image: Picture, maps: np.ndarray, tokens: Sequence[str], stride: int, width: float = 11.0,
+    font_size: float = 11.0,
+) -> Figure:
+    """The reading order of a decoded formula: the image, with each step's attention peak
+    (:func:`attention_peaks`) marked and numbered, and below it one line per step, its token
+    written at the peak's column. A model that reads left to right draws a staircase from the
+    top left to the bottom right; scripts and fractions show as dots above and below the line."""
+    if len(tokens) != len(maps):
+        raise ValueError(f"{len(maps)} attention maps but {len(tokens)} tokens")
+    pixels = _pixels(image)
+    height, span = pixels.shape[:2]
+    x, y = attention_peaks(maps, stride)
+    steps = max(len(tokens), 1)
+    strip = 0.22 * steps
+    image_inches = width * height / span
+    fig, (top, bottom) = plt.subplots(
+        2, 1, figsize=(width, image_inches + strip + 0.8), sharex=True,
+        gridspec_kw={"height_ratios": [image_inches, strip]})
+    _draw(top, image)
+    top.plot(x, y, "-", color="tab:orange", linewidth=1, alpha=0.7)
+    top.scatter(x, y, s=30, color="tab:orange", zorder=3)
+    for k in range(0, len(tokens), max(1, len(tokens) // 15)):
+        top.annotate(str(k), (x[k], y[k]), xytext=(2, 2), textcoords="offset points",
+                     fontsize=font_size - 3, color="tab:blue")
+    top.set_title("attention peak of each step over the image", fontsize=font_size, loc="left")
+    for k, token in enumerate(tokens):  # "$" would start matplotlib's math mode
+        bottom.text(x[k], k, token.replace("$", r"\$"), ha="center", va="center",
+                    fontsize=font_size, family="monospace")
+    bottom.plot(x, np.arange(len(tokens)), color="tab:orange", linewidth=0.8, alpha=0.4)
+    bottom.set_ylim(steps - 0.5, -0.5)
+    bottom.set_xlim(-0.03 * span, 1.03 * span)  # room for the tokens at either end
+    bottom.set_ylabel("step", fontsize=font_size)
+    bottom.set_xlabel("image column (pixels)", fontsize=font_size)
+    bottom.yaxis.set_major_locator(MaxNLocator(integer=True))
+    bottom.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
 def block_diagram(
     lanes: Sequence[Sequence[str]],
     links: Sequence[tuple[tuple[int, int], tuple[int, int]]] = (),
     lane_titles: Sequence[str] | None = None,
-    width: float = 11.0,
+    width: float = 13.0,
+    font_size: float = 12.0,
 ) -> Figure:
     """Boxes in horizontal lanes, each lane a left-to-right chain of arrows; ``links`` join box
-    ``(lane, index)`` to box ``(lane, index)`` across lanes."""
+    ``(lane, index)`` to box ``(lane, index)`` across lanes. ``font_size`` is the boxes' text in
+    points (the lane titles are a little larger)."""
     if not lanes or not all(lanes):
         raise ValueError("block_diagram needs lanes with at least one box each")
     columns = max(len(lane) for lane in lanes)
-    fig, ax = plt.subplots(figsize=(width, 1.6 * len(lanes)))
+    fig, ax = plt.subplots(figsize=(width, 2.2 * len(lanes)))
     ax.set_xlim(-0.1, columns)
     ax.set_ylim(-0.3, len(lanes) * 1.4)
     ax.axis("off")
@@ -148,21 +223,21 @@ def block_diagram(
     for row, lane in enumerate(lanes):
         y = (len(lanes) - 1 - row) * 1.4 + 0.5
         if lane_titles is not None:
-            ax.text(-0.05, y + 0.5, lane_titles[row], fontsize=9, weight="bold")
+            ax.text(-0.05, y + 0.5, lane_titles[row], fontsize=font_size + 1, weight="bold")
         for col, label in enumerate(lane):
-            ax.add_patch(FancyBboxPatch((col + 0.06, y - 0.35), 0.78, 0.7,
+            ax.add_patch(FancyBboxPatch((col + 0.03, y - 0.38), 0.84, 0.76,
                                         boxstyle="round,pad=0.02", facecolor="#e8eef7",
                                         edgecolor="#34558b"))
-            ax.text(col + 0.45, y, label, ha="center", va="center", fontsize=7.5)
+            ax.text(col + 0.45, y, label, ha="center", va="center", fontsize=font_size)
             centre[row, col] = (col + 0.45, y)
             if col:
-                ax.add_patch(FancyArrowPatch((col - 0.14, y), (col + 0.04, y),
-                                             arrowstyle="-|>", mutation_scale=10))
+                ax.add_patch(FancyArrowPatch((col - 0.11, y), (col + 0.03, y),
+                                             arrowstyle="-|>", mutation_scale=14))
     for start, end in links:
         (x0, y0), (x1, y1) = centre[start], centre[end]
-        step = 0.37 if y1 < y0 else -0.37
+        step = 0.4 if y1 < y0 else -0.4
         ax.add_patch(FancyArrowPatch((x0, y0 - step), (x1, y1 + step), arrowstyle="-|>",
-                                     mutation_scale=10, color="#b5472d",
+                                     mutation_scale=14, color="#b5472d",
                                      connectionstyle="arc3,rad=0.0"))
     fig.tight_layout()
     return fig

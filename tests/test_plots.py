@@ -5,6 +5,8 @@ from PIL import Image
 
 from img2latex_lib.plots import (
     abbreviate,
+    attention_path,
+    attention_peaks,
     block_diagram,
     feature_maps,
     show_attention,
@@ -69,6 +71,27 @@ def test_show_attention_overlays_each_map():
     assert fig.axes[0].images[1].get_clim()[0] == 0.0  # even weights must not look peaked
     with pytest.raises(ValueError, match="maps, rows, cols"):
         show_attention(np.ones((48, 96)), np.ones((6, 12)))
+
+
+def test_show_images_wraps_long_titles_instead_of_cutting_them():
+    formula = " ".join(["x _ { i } +"] * 30)
+    fig = show_images(_images(1), titles=[formula], width=6)
+    title = fig.axes[0].get_title(loc="left")
+    assert title.count("\n") >= 2
+    assert title.replace("\n", " ") == formula
+
+
+def test_attention_peaks_and_path():
+    maps = np.full((3, 6, 12), 0.01)
+    for step, (row, col) in enumerate([(2, 1), (1, 5), (4, 10)]):
+        maps[step, row, col] = 0.5
+    x, y = attention_peaks(maps, stride=8)
+    assert list(x) == [12, 44, 84] and list(y) == [20, 12, 36]
+    fig = attention_path(np.ones((48, 96, 1)), maps, ["a", "$", "c"], stride=8)
+    assert [t.get_text() for t in fig.axes[1].texts] == ["a", "\\$", "c"]
+    assert fig.axes[1].get_ylim() == (2.5, -0.5)  # step 0 at the top
+    with pytest.raises(ValueError, match="3 attention maps but 2 tokens"):
+        attention_path(np.ones((48, 96)), maps, ["a", "b"], stride=8)
 
 
 def test_block_diagram_boxes_and_links():
