@@ -125,7 +125,12 @@ def export_onnx(checkpoint: str | Path, out: str | Path, float16: bool = False) 
 def _convert(fn, signature):
     """The ONNX graph (a ModelProto) of a tensor function with this input signature."""
     import tensorflow as tf
-    import tf2onnx
+
+    try:
+        import tf2onnx
+    except ImportError:
+        raise ExportError("ONNX export needs the converter: pip install 'img2latex[onnx]' "
+                          "(onnx and tf2onnx)") from None
 
     graph, _ = tf2onnx.convert.from_function(tf.function(fn), input_signature=signature,
                                              opset=OPSET)

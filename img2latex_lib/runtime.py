@@ -61,7 +61,10 @@ def read_manifest(folder: Path) -> dict:
 
 def _session(path: Path, threads: int | None):
     """An ONNX Runtime session of one graph file; a missing or corrupt file is an ExportError."""
-    import onnxruntime as ort
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ExportError("the ONNX runtime needs onnxruntime: pip install onnxruntime") from None
 
     if not path.is_file():
         raise ExportError(f"{path}: missing from the export (export the checkpoint again)")
