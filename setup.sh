@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything Img2LaTeX needs on Debian/Ubuntu: TeX Live for rendering, Chromium for the
 # browser test, Node.js for the KaTeX check, the clipboard tools (and Xvfb for their test), and
-# the Python package with its development tools.
+# the Python package with its development tools (and the ONNX converter, extra [onnx]).
 set -euo pipefail
 cd "$(dirname "$0")"
 

@@ -188,7 +188,12 @@ def _add_predict(sub) -> None:
                    "Wayland: wl-clipboard)")
     p.add_argument("--copy", action="store_true",
                    help="put what is printed on the clipboard too")
-    p.add_argument("--checkpoint", type=Path, default=None, help="default: the shipped model")
+    p.add_argument("--checkpoint", type=Path, default=None,
+                   help="default: the shipped model; with --runtime onnx, a folder that "
+                   "img2latex export --format onnx wrote")
+    p.add_argument("--runtime", choices=["keras", "onnx"], default="keras",
+                   help="onnx: decode an ONNX export with ONNX Runtime (no TensorFlow: starts "
+                   "in a fraction of the time)")
     p.add_argument("--beam", type=_positive(int), default=1, help="beam size (1 = greedy)")
     p.add_argument("--temperature", type=_positive(float), default=None,
                    help="sample at this temperature (> 0) instead of taking the best token")
@@ -252,10 +257,15 @@ def _add_styles(sub) -> None:
 
 
 def _add_export(sub) -> None:
-    p = sub.add_parser("export", help="copy a checkpoint without its optimizer state",
-                       parents=[_common()])
+    p = sub.add_parser("export", help="copy a checkpoint without its optimizer state, or "
+                       "write it as ONNX graphs (--format onnx)", parents=[_common()])
     p.add_argument("checkpoint", type=Path)
-    p.add_argument("out", type=Path, help="new checkpoint folder")
+    p.add_argument("out", type=Path, help="new checkpoint folder, or the ONNX export's folder")
+    p.add_argument("--format", choices=["keras", "onnx"], default="keras",
+                   help="onnx: the encoder and one decoder step as ONNX graphs with the "
+                   "vocabulary and preprocessing settings, for predict --runtime onnx")
+    p.add_argument("--float16", action="store_true",
+                   help="with --format onnx: store the weights as float16 (half the size)")
 
 
 def _add_pseudo_label(sub) -> None:
@@ -482,8 +492,22 @@ def _forms(prediction: str, args) -> dict[str, str | None]:
     return forms(portable(prediction) if args.katex else prediction)
 
 
-def cmd_predict(args) -> int:
+def _producer(args, rerank_styles: tuple[str, ...]):
+    """The producer of ``--runtime``: a Keras checkpoint's, or an ONNX export's (no Keras)."""
+    companions = [args.companion] if args.companion else []
+    if args.runtime == "onnx":
+        from .runtime import OnnxProducer
+
+        if args.checkpoint is None:
+            raise ValueError("--runtime onnx needs --checkpoint DIR, a folder that img2latex "
+                             "export --format onnx CHECKPOINT DIR wrote")
+        return OnnxProducer(args.checkpoint, companions=companions, rerank_styles=rerank_styles)
     from .decoding import LatexProducer
+
+    return LatexProducer(args.checkpoint, companions=companions, rerank_styles=rerank_styles)
+
+
+def cmd_predict(args) -> int:
     from .inputs import read_clipboard, read_inputs
 
     if args.companion and not args.rerank:
@@ -500,8 +524,7 @@ def cmd_predict(args) -> int:
         raise ValueError("--render prints one line per image: leave out --format")
     if args.format == "mathml" and (args.tokens or args.wrap != "none"):
         raise ValueError("--format mathml writes MathML: leave out --tokens and --wrap")
-    producer = LatexProducer(args.checkpoint, companions=[args.companion] if args.companion
-                             else [], rerank_styles=rerank_styles)
+    producer = _producer(args, rerank_styles)
     config = producer.config
     inputs = read_inputs(args.images, config.image_height, config.max_width)
     if args.clipboard:
@@ -644,6 +667,16 @@ def cmd_render(args) -> None:
 
 
 def cmd_export(args) -> None:
+    if args.format == "onnx":
+        from .export import export_onnx
+
+        out = export_onnx(args.checkpoint, args.out, float16=args.float16)
+        sizes = sum(path.stat().st_size for path in out.glob("*.onnx"))
+        print(f"{out}: {sizes / 1e6:.1f} MB of ONNX graphs"
+              + (" (float16 weights)" if args.float16 else ""))
+        return
+    if args.float16:
+        raise ValueError("--float16 applies to --format onnx only")
     from .checkpoints import WEIGHTS_FILE, export_checkpoint
 
     out = export_checkpoint(args.checkpoint, args.out)
@@ -711,6 +744,11 @@ _TENSORFLOW_NOISE = re.compile(
 _WITHOUT_KERAS = ("prepare", "render", "styles")
 
 
+def _needs_keras(args) -> bool:
+    """Whether the command imports Keras (``predict --runtime onnx`` does not)."""
+    return args.command not in _WITHOUT_KERAS and getattr(args, "runtime", "keras") != "onnx"
+
+
 @contextlib.contextmanager
 def _lines_dropped_from_stderr(noise: re.Pattern) -> Iterator[None]:
     """Inside, what is written to file descriptor 2 (by Python or by C++) is held back; at the
@@ -758,7 +796,7 @@ def main(argv: list[str] | None = None) -> int:
         _skip_unused_jax()
     args = make_parser().parse_args(argv)
     try:
-        if args.command not in _WITHOUT_KERAS and not args.verbose:
+        if _needs_keras(args) and not args.verbose:
             _import_keras_quietly()
         return COMMANDS[args.command](args) or 0
     except KeyboardInterrupt:

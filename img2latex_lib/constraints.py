@@ -4,15 +4,22 @@
 environments, array column specs) and the current atom's scripts, and rules out the tokens
 that would break them: a closing that matches nothing, ``<eos>`` while something is open, a
 second superscript, a ``&`` beyond an array's columns, and more (see the class). Written with
-an array namespace ``xp`` (numpy, or ``keras.ops`` inside compiled decoding loops).
+an array namespace ``xp`` (numpy, or ``keras.ops`` inside compiled decoding loops); the numpy
+path imports no Keras, so runtimes without TensorFlow (``runtime``) use it too.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from keras import ops
 
 from .tokenizer import EOS_ID, PAD_ID, Vocab
+
+
+def _keras_ops():
+    """``keras.ops``, imported only where a compiled loop asks for it (``xp=None``)."""
+    from keras import ops
+
+    return ops
 
 
 def _balance_kind(token: str) -> tuple[str, int] | None:
@@ -112,7 +119,9 @@ class BalanceConstraint:
     def _tables(self, xp):
         tables = (self.opens, self.closes, self.tab, self.row_end, self.column, self.sup,
                   self.sub, self.prime, self.spec, self.arguments)
-        return tuple(ops.convert_to_tensor(t) for t in tables) if xp is ops else tables
+        if xp is np:
+            return tables
+        return tuple(_keras_ops().convert_to_tensor(t) for t in tables)
 
     def _fields(self, value, xp):
         """(kind, phase, tabs, columns, script) of packed stack values."""
@@ -138,8 +147,9 @@ class BalanceConstraint:
     def _at(self, opened, index, xp):
         return xp.take_along_axis(opened, index[:, None], axis=1)[:, 0]
 
-    def update(self, opened, tokens, xp=ops):
+    def update(self, opened, tokens, xp=None):
         """``opened`` after ``tokens`` [B]; ``xp`` as for :meth:`penalty`."""
+        xp = xp or _keras_ops()
         opens, closes, *marks = self._tables(xp)
         token = dict(zip(("tab", "row_end", "column", "sup", "sub", "prime", "spec",
                           "arguments"),
@@ -182,14 +192,15 @@ class BalanceConstraint:
         count = count + xp.where(kind > 0, 1, 0) - xp.where(closed, 1, 0)
         return xp.where(xp.equal(position, 0), xp.maximum(count, 0)[:, None], opened)
 
-    def penalty(self, opened, logits, xp=ops, room=None):
+    def penalty(self, opened, logits, xp=None, room=None):
         """0 for the tokens allowed after ``opened`` [B, 2 + depth] when the model scores the next
         token with ``logits`` [B, V]; -1e9 for ruled-out ones. [B, V] float32.
 
         ``room``: how many tokens may still come before <eos> is forced (None: no limit).
-        ``xp`` is ``keras.ops`` (inside compiled loops) or ``numpy`` (host-side decoding, where
-        eager tensor ops would cost more than the decoder step).
+        ``xp`` is ``keras.ops`` (inside compiled loops; the default, None) or ``numpy``
+        (host-side decoding, where eager tensor ops would cost more than the decoder step).
         """
+        xp = xp or _keras_ops()
         opens, closes, tab, row_end, _, sup, sub, prime, spec, _ = (
             t[None] for t in self._tables(xp))  # [1, V] each
         count = opened[:, :1]  # [B, 1]
@@ -213,7 +224,8 @@ class BalanceConstraint:
             closing_time = xp.logical_or(closing_time, xp.logical_and(still_open, count >= room))
         blocked = xp.logical_or(blocked, xp.logical_and(closing_time,
                                                         xp.logical_not(closes_innermost)))
-        environment = self.environment if xp is np else ops.convert_to_tensor(self.environment)
+        environment = (self.environment if xp is np
+                       else _keras_ops().convert_to_tensor(self.environment))
         outside = xp.logical_not(xp.take(environment, innermost, axis=0))  # [B, 1]
         blocked = xp.logical_or(blocked, xp.logical_and(outside, xp.logical_or(tab, row_end)))
         row_full = xp.logical_and(
