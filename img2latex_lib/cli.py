@@ -8,15 +8,15 @@ stderr unless ``--verbose`` is given or the user set TensorFlow's log variables.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import re
 import sys
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+
+from .quiet import import_keras_quietly
 
 #: Exit code of a command some of whose inputs failed (or that failed itself).
 FAILED = 1
@@ -736,10 +736,6 @@ def _skip_unused_jax() -> None:
         sys.modules["jax"] = None
 
 
-#: Lines TensorFlow's C++ code writes to stderr at import, before its log level applies.
-_TENSORFLOW_NOISE = re.compile(
-    r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
-    r"|I\d{4} [\d:. ]+\d+ port\.cc:\d+\] oneDNN custom operations are on\..*")
 #: Commands that never import Keras.
 _WITHOUT_KERAS = ("prepare", "render", "styles")
 
@@ -747,38 +743,6 @@ _WITHOUT_KERAS = ("prepare", "render", "styles")
 def _needs_keras(args) -> bool:
     """Whether the command imports Keras (``predict --runtime onnx`` does not)."""
     return args.command not in _WITHOUT_KERAS and getattr(args, "runtime", "keras") != "onnx"
-
-
-@contextlib.contextmanager
-def _lines_dropped_from_stderr(noise: re.Pattern) -> Iterator[None]:
-    """Inside, what is written to file descriptor 2 (by Python or by C++) is held back; at the
-    end, every line but those ``noise`` matches in full goes on to stderr."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as held:
-        os.dup2(held.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            held.seek(0)
-            for line in held.read().decode("utf-8", "replace").splitlines():
-                if not noise.fullmatch(line):
-                    print(line, file=sys.stderr)
-
-
-def _import_keras_quietly() -> None:
-    """Import Keras (and TensorFlow) without their start-up log lines on stderr: TensorFlow's
-    log level 3 (errors only) and its import-time lines dropped. Left alone where the user set
-    TensorFlow's log variables."""
-    if "keras" in sys.modules or {"TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS"} & set(
-            os.environ):
-        return
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    with _lines_dropped_from_stderr(_TENSORFLOW_NOISE):
-        import keras  # noqa: F401  (imported here, quietly, for the command)
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
@@ -797,7 +761,7 @@ def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     try:
         if _needs_keras(args) and not args.verbose:
-            _import_keras_quietly()
+            import_keras_quietly()
         return COMMANDS[args.command](args) or 0
     except KeyboardInterrupt:
         print("img2latex: interrupted", file=sys.stderr)
