@@ -4,14 +4,18 @@ import json
 import re
 import shutil
 import statistics
+import subprocess
+import sys
 from collections import Counter
 
 import pytest
 
 from img2latex_lib.synth import (
     DEV_TEST_START,
+    MAX_WIDTH_PT,
     FormulaGenerator,
     default_statistics,
+    estimate_width,
     fit_statistics,
     generate_formulas,
     main,
@@ -92,6 +96,12 @@ def test_lengths_within_limits_and_like_real_ones(samples):
     assert 40 <= statistics.median(lengths) <= 62  # real im2latex-100k median: about 50
 
 
+def test_formulas_fit_the_page_width(samples):
+    widths = [estimate_width(formula.split()) for formula in samples]
+    assert max(widths) <= MAX_WIDTH_PT
+    assert max(widths) > 0.8 * MAX_WIDTH_PT  # the limit binds: long formulas come near it
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 def test_every_structure_family_appears(samples, family):
     found = sum(bool(re.search(FAMILIES[family], formula + " ")) for formula in samples)
@@ -144,6 +154,16 @@ def test_command_line_fits_only_the_first_lines(tmp_path, capsys):
     assert stats["formulas"] == len(CORPUS)
     assert FormulaGenerator(0, stats).generate()
     assert not any(r"\Omega" in key for group in stats["tokens"].values() for key in group)
+
+
+def test_module_command_samples_what_the_api_generates():
+    result = subprocess.run(
+        [sys.executable, "-m", "img2latex_lib.synth", "sample", "-n", "5", "--seed", "9"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout.splitlines() == generate_formulas(5, seed=9)
 
 
 def test_real_val_length_and_token_distribution(val_dir):

@@ -1,0 +1,5 @@
+"""``python -m img2latex_lib.synth fit | sample``."""
+
+from .cli import main
+
+main()
