@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import platform
+import statistics
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 VAL_DIR = Path(__file__).resolve().parents[1] / "data" / "im2latex100k_val"
@@ -60,3 +63,15 @@ def table(header: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def median_ms(fn: Callable, items: list) -> float:
+    """Median milliseconds of ``fn(item)`` over ``items``, after one untimed call (tracing,
+    caches)."""
+    fn(items[0])
+    times = []
+    for item in items:
+        start = time.perf_counter()
+        fn(item)
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)

@@ -10,14 +10,13 @@ output length fixed to ``--tokens`` by decoding until ``max_len``.
 from __future__ import annotations
 
 import argparse
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from _common import machine, sample_data, table
+from _common import machine, median_ms, sample_data, table
 
 from img2latex_lib.checkpoints import default_checkpoint, save_checkpoint
 from img2latex_lib.decoding import LatexProducer
@@ -37,16 +36,6 @@ def _checkpoint(path: Path | None, tokens: int, vocab_formulas: list[str]) -> tu
         return save_checkpoint(folder, model, vocab), f"random default model, {tokens} tokens"
 
 
-def _median_ms(fn, items: list) -> float:
-    fn(items[0])  # tracing
-    times = []
-    for item in items:
-        start = time.perf_counter()
-        fn(item)
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--checkpoint", type=Path, default=None)
@@ -59,8 +48,8 @@ def main() -> None:
     checkpoint, which = _checkpoint(args.checkpoint, args.tokens, formulas)
     producer = LatexProducer(checkpoint)
 
-    greedy_ms = _median_ms(lambda image: producer.predict(image), images[:n])
-    beam_ms = _median_ms(lambda image: producer.predict(image, beam_size=5),
+    greedy_ms = median_ms(lambda image: producer.predict(image), images[:n])
+    beam_ms = median_ms(lambda image: producer.predict(image, beam_size=5),
                          images[: max(3, n // 3)])
     batch = images[:64]
     producer.predict(batch, batch_size=32)

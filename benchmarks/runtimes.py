@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import machine, sample_data, table  # noqa: E402
+from _common import machine, median_ms, sample_data, table  # noqa: E402
 
 from img2latex_lib.checkpoints import WEIGHTS_FILE  # noqa: E402
 from img2latex_lib.decoding import LatexProducer  # noqa: E402
@@ -73,16 +73,6 @@ def _cold_start(image: str, model: Path, runtime: str) -> tuple[float, float]:
     return float(seconds), int(peak) / 1024
 
 
-def _median_ms(fn, items: list) -> float:
-    fn(items[0])  # tracing, caches
-    times = []
-    for item in items:
-        start = time.perf_counter()
-        fn(item)
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
-
-
 def _per_second(producer, images: list[str]) -> float:
     producer.predict(images[:16], batch_size=16)  # tracing
     start = time.perf_counter()
@@ -127,7 +117,7 @@ def main() -> None:
         columns[label] = [
             f"{statistics.median(s for s, _ in runs):.2f}",
             f"{max(m for _, m in runs):.0f}",
-            f"{_median_ms(producer.predict, images[:n]):.0f}",
+            f"{median_ms(producer.predict, images[:n]):.0f}",
             f"{_per_second(producer, images[:batch]):.1f}",
             f"{sum(f.stat().st_size for f in files) / 1e6:.1f}",
         ]
