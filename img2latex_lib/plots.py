@@ -1,6 +1,7 @@
 """Small matplotlib helpers for the notebooks: image grids, real-vs-rendered pairs, CNN feature
-maps, attention over an image and its path across it, a block diagram and training curves. Each
-returns the figure it drew. ``abbreviate`` shortens a long list of tokens for a printed table."""
+maps, attention over an image and its path across it, a block diagram, training curves and an
+input image above its rendered prediction (``predict --render``). Each returns the figure it
+drew. ``abbreviate`` shortens a long list of tokens for a printed table."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 from matplotlib.ticker import MaxNLocator
 from PIL import Image
+
+from .preprocess import ImageSource, load_image
+from .render import LatexRenderer, MathtextRenderer, Renderer, RenderError, latex_available
 
 Picture = Image.Image | np.ndarray
 
@@ -274,3 +278,32 @@ def training_curves(
         ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def prediction_figure(image: ImageSource, latex: str, renderer: Renderer | None = None) -> Figure:
+    """A matplotlib figure: the input image above the rendered prediction (or why it failed)."""
+    source = load_image(image)
+    try:
+        rendered = (renderer or _figure_renderer()).render(latex)
+        error = None
+    except RenderError as failure:
+        rendered, error = None, str(failure)
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(8, 3.2))
+    top.imshow(source, cmap="gray", vmin=0, vmax=255)
+    top.set_title("input", fontsize=9, loc="left")
+    if rendered is not None:
+        bottom.imshow(rendered, cmap="gray", vmin=0, vmax=255)
+        bottom.set_title("prediction, rendered", fontsize=9, loc="left")
+    else:
+        bottom.text(0.01, 0.5, f"the prediction does not render: {error}", fontsize=9,
+                    va="center", wrap=True)
+    for axis in (top, bottom):
+        axis.set_axis_off()
+    figure.tight_layout()
+    return figure
+
+
+def _figure_renderer() -> Renderer:
+    """The amsmath template draws everything a prediction may contain; mathtext without TeX."""
+    return LatexRenderer(template="amsmath", strict=False) if latex_available() else (
+        MathtextRenderer())

@@ -80,7 +80,7 @@ class Producer:
         else:
             results = self._decoded(items, beam_size, temperature, batch_size, seed)
         if render:
-            from .render import prediction_figure
+            from .plots import prediction_figure
 
             if not single:
                 raise ValueError("render=True works with one image at a time")

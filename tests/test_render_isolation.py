@@ -15,12 +15,10 @@ from img2latex_lib.render import (
     LatexRenderer,
     RenderError,
     RenderResult,
-    _halvings,
-    _Log,
-    _Run,
     check_formula,
     latex_available,
 )
+from img2latex_lib.render.latex import Log, Run, _halvings
 
 needs_latex = pytest.mark.skipif(not latex_available(), reason="pdflatex or gs not installed")
 TIMEOUT = 4.0
@@ -35,7 +33,7 @@ def runs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     sizes: list[int] = []
     compile_ = LatexRenderer._compile
 
-    def counted(self: LatexRenderer, formulas: list[str]) -> _Run:
+    def counted(self: LatexRenderer, formulas: list[str]) -> Run:
         sizes.append(len(formulas))
         return compile_(self, formulas)
 
@@ -127,12 +125,12 @@ def test_bisection_has_a_hard_cap_then_goes_one_formula_per_run(
     page[20, 20] = 0
     compiled: list[int] = []
 
-    def unexplained(self: LatexRenderer, formulas: list[str]) -> _Run:
+    def unexplained(self: LatexRenderer, formulas: list[str]) -> Run:
         compiled.append(len(formulas))
         if any(formula.startswith("bad") for formula in formulas):
-            return _Run(_Log())
+            return Run(Log())
         everything = list(range(len(formulas)))
-        return _Run(_Log(shipped=everything), dict.fromkeys(everything, page))
+        return Run(Log(shipped=everything), dict.fromkeys(everything, page))
 
     monkeypatch.setattr(LatexRenderer, "_compile", unexplained)
     renderer = LatexRenderer(workers=1)

@@ -21,16 +21,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..render import (
-    LatexRenderer,
-    Renderer,
-    RenderError,
-    RenderResult,
-    _parse_log,
-    _Run,
-    _run_command,
-    latex_available,
-)
+from ..render import LatexRenderer, Renderer, RenderError, RenderResult, latex_available
+from ..render.latex import Run, parse_log, run_command
 from .raster import RasterRenderer
 from .spec import Style
 
@@ -279,7 +271,7 @@ class TexRenderer(LatexRenderer):
             raise RenderError("TexRenderer cannot find LatexRenderer's page macros to keep")
         return self.preamble_text + document[start:]
 
-    def _compile(self, formulas: list[str]) -> _Run:
+    def _compile(self, formulas: list[str]) -> Run:
         """`LatexRenderer._compile` with `engine` in place of pdflatex."""
         nonce = secrets.token_hex(4)
         env = {**os.environ, "openin_any": "p", "openout_any": "p", "max_print_line": "1000"}
@@ -290,20 +282,20 @@ class TexRenderer(LatexRenderer):
             latex = [self.engine, "-interaction=nonstopmode", "-no-shell-escape", "doc.tex"]
             if self.engine == "lualatex":
                 latex.insert(1, "--nosocket")
-            finished = _run_command(latex, tmp, self.timeout, env)
+            finished = run_command(latex, tmp, self.timeout, env)
             log_file = folder / "doc.log"
-            log = _parse_log(log_file.read_text("latin-1") if log_file.exists() else "", nonce)
+            log = parse_log(log_file.read_text("latin-1") if log_file.exists() else "", nonce)
             if not finished or not (folder / "doc.pdf").exists():
                 return replace(self._blame(log, finished, log_file), timed_out=not finished)
             if log.shipped != sorted(set(log.shipped)):
-                return _Run(log)
-            if not _run_command(self._ghostscript_command(), tmp, self.timeout, env):
-                return _Run(log, failure=f"Ghostscript timed out after {self.timeout}s")
+                return Run(log)
+            if not run_command(self._ghostscript_command(), tmp, self.timeout, env):
+                return Run(log, failure=f"Ghostscript timed out after {self.timeout}s")
             files = sorted(folder.glob("page-*.pgm"))
             if len(files) != len(log.shipped):
-                return _Run(log)
+                return Run(log)
             pages = {k: np.asarray(Image.open(f)) for k, f in zip(log.shipped, files, strict=True)}
-        return _Run(log, pages)
+        return Run(log, pages)
 
 
 def _oversample(dpi: int, mode: str) -> int:
