@@ -201,7 +201,7 @@ class BalanceConstraint:
         (host-side decoding, where eager tensor ops would cost more than the decoder step).
         """
         xp = xp or _keras_ops()
-        opens, closes, tab, row_end, _, sup, sub, prime, spec, _ = (
+        opens, closes, tab, row_end, _, sup, sub, prime, spec, arguments = (
             t[None] for t in self._tables(xp))  # [1, V] each
         count = opened[:, :1]  # [B, 1]
         innermost, phase, tabs, columns, script = self._fields(
@@ -244,6 +244,14 @@ class BalanceConstraint:
         group = xp.equal(opens, self.brace)
         blocked = xp.logical_or(blocked, xp.logical_and(
             in_spec, xp.logical_not(xp.logical_or(spec, closes > 0))))
+        # p @ * only where their brace groups may open, and (with room) close in time: the
+        # token, a { and a } per group, and a closer per open thing
+        for groups in set(SPEC_ARGUMENTS.values()):
+            no_room = count >= self.depth
+            if room is not None:
+                no_room = xp.logical_or(no_room, count + 1 + 2 * groups > room)
+            blocked = xp.logical_or(blocked, xp.logical_and(
+                xp.logical_and(in_spec, xp.equal(arguments, groups)), no_room))
         # a spec token waiting for its brace group gets it, whatever else holds
         blocked = xp.where(xp.logical_and(in_spec, waits_for > 0), xp.logical_not(group), blocked)
         return xp.where(blocked, -1e9, 0.0)

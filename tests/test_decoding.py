@@ -301,6 +301,27 @@ def test_what_is_open_closes_before_the_token_limit_and_scripts_get_their_argume
         assert [t for t in shown if not blocked[ids[t]]] == allowed
 
 
+
+def test_spec_tokens_with_brace_groups_come_only_where_the_groups_fit():
+    vocab = Vocab.build([" ".join(BALANCE_TOKENS + ["c", "p", "*", "3"])], min_freq=1)
+    spec = [r"\begin{array}", "{"]  # two open: the array and its spec's braces
+    cases = [  # (depth, room, which of c p * may come next)
+        (32, None, ["c", "p", "*"]),
+        (2, None, ["c"]),  # at the depth limit p's group could not open (it used to, past it)
+        (32, 5, ["c", "p"]),  # p { } } \end{array}: 5 tokens; * takes two groups: 7
+        (32, 4, ["c"]),
+    ]
+    shown = ["c", "p", "*"]
+    for depth, room, allowed in cases:
+        constraint = BalanceConstraint(vocab, depth=depth)
+        opened = _opened(constraint, vocab, [spec])
+        logits = np.zeros((1, len(vocab)), "float32")
+        blocked = constraint.penalty(opened, logits, xp=np, room=room)[0] < 0
+        compiled = np.asarray(constraint.penalty(ops.convert_to_tensor(opened), logits,
+                                                 room=room))[0] < 0
+        assert (blocked == compiled).all()
+        assert [t for t in shown if not blocked[vocab.token_to_id[t]]] == allowed
+
 def test_producer_batch_matches_one_by_one_in_order(checkpoint, images):
     producer = LatexProducer(checkpoint)
     pictures = [np.uint8(255 * img[:, : 32 + 16 * i, 0]) for i, img in enumerate(images)]
