@@ -21,7 +21,9 @@ from img2latex_lib.render import (
 from img2latex_lib.render.latex import Log, Run, _halvings
 
 needs_latex = pytest.mark.skipif(not latex_available(), reason="pdflatex or gs not installed")
-TIMEOUT = 4.0
+# Long enough for a batch of good formulas on a loaded 2-core machine: a run that times out is
+# split up, which changes what these tests count (runs, and whether an attack shares a run).
+TIMEOUT = 8.0
 GOOD = ["a + b", r"\frac { 1 } { 2 }", "x ^ { 2 }", r"\sqrt { y }", "c"]
 AB = "a + b"
 ESCAPED = "breaks out of its box"
