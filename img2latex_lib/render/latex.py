@@ -365,15 +365,14 @@ class LatexRenderer(Renderer):
         return f"{_PREAMBLE[self.template]}{macros}\\begin{{document}}\n{blocks}\\end{{document}}\n"
 
     def _compile(self, formulas: list[str]) -> Run:
-        """One pdflatex run and one Ghostscript run in a private temporary folder."""
+        """One TeX run (`_latex_command`) and one Ghostscript run in a private temporary folder."""
         nonce = secrets.token_hex(4)
         env = {**os.environ, "openin_any": "p", "openout_any": "p", "max_print_line": "1000"}
         env.pop("TEXMFOUTPUT", None)
         with tempfile.TemporaryDirectory(prefix="img2latex-render-") as tmp:
             folder = Path(tmp)
             (folder / "doc.tex").write_text(self._document(formulas, nonce), encoding="utf-8")
-            latex = ["pdflatex", "-interaction=nonstopmode", "-no-shell-escape", "doc.tex"]
-            finished = run_command(latex, tmp, self.timeout, env)
+            finished = run_command(self._latex_command(), tmp, self.timeout, env)
             log_file = folder / "doc.log"
             log = parse_log(log_file.read_text("latin-1") if log_file.exists() else "", nonce)
             if not finished or not (folder / "doc.pdf").exists():  # never trust a cut-off PDF
@@ -387,6 +386,10 @@ class LatexRenderer(Renderer):
                 return Run(log)
             pages = {k: np.asarray(Image.open(f)) for k, f in zip(log.shipped, files, strict=True)}
         return Run(log, pages)
+
+    def _latex_command(self) -> list[str]:
+        """The TeX run that typesets doc.tex (pdflatex here; a style may name another engine)."""
+        return ["pdflatex", "-interaction=nonstopmode", "-no-shell-escape", "doc.tex"]
 
     def _ghostscript_command(self) -> list[str]:
         """Rasterise doc.pdf to one grey PGM per page; 4-bit antialiasing unless "mono"."""

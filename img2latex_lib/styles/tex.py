@@ -8,21 +8,14 @@ engine of its own; its document is `LatexRenderer`'s with the preamble swapped.
 from __future__ import annotations
 
 import functools
-import os
 import re
-import secrets
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
 from ..render import LatexRenderer, Renderer, RenderError, RenderResult, latex_available
-from ..render.latex import Run, parse_log, run_command
 from .raster import RasterRenderer
 from .spec import Style
 
@@ -271,31 +264,12 @@ class TexRenderer(LatexRenderer):
             raise RenderError("TexRenderer cannot find LatexRenderer's page macros to keep")
         return self.preamble_text + document[start:]
 
-    def _compile(self, formulas: list[str]) -> Run:
-        """`LatexRenderer._compile` with `engine` in place of pdflatex."""
-        nonce = secrets.token_hex(4)
-        env = {**os.environ, "openin_any": "p", "openout_any": "p", "max_print_line": "1000"}
-        env.pop("TEXMFOUTPUT", None)
-        with tempfile.TemporaryDirectory(prefix="img2latex-style-") as tmp:
-            folder = Path(tmp)
-            (folder / "doc.tex").write_text(self._document(formulas, nonce), encoding="utf-8")
-            latex = [self.engine, "-interaction=nonstopmode", "-no-shell-escape", "doc.tex"]
-            if self.engine == "lualatex":
-                latex.insert(1, "--nosocket")
-            finished = run_command(latex, tmp, self.timeout, env)
-            log_file = folder / "doc.log"
-            log = parse_log(log_file.read_text("latin-1") if log_file.exists() else "", nonce)
-            if not finished or not (folder / "doc.pdf").exists():
-                return replace(self._blame(log, finished, log_file), timed_out=not finished)
-            if log.shipped != sorted(set(log.shipped)):
-                return Run(log)
-            if not run_command(self._ghostscript_command(), tmp, self.timeout, env):
-                return Run(log, failure=f"Ghostscript timed out after {self.timeout}s")
-            files = sorted(folder.glob("page-*.pgm"))
-            if len(files) != len(log.shipped):
-                return Run(log)
-            pages = {k: np.asarray(Image.open(f)) for k, f in zip(log.shipped, files, strict=True)}
-        return Run(log, pages)
+    def _latex_command(self) -> list[str]:
+        """`engine` in place of pdflatex (LuaLaTeX without its socket library)."""
+        command = [self.engine, "-interaction=nonstopmode", "-no-shell-escape", "doc.tex"]
+        if self.engine == "lualatex":
+            command.insert(1, "--nosocket")
+        return command
 
 
 def _oversample(dpi: int, mode: str) -> int:
