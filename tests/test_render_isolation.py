@@ -3,7 +3,10 @@ how the next one in the same run renders (real pdflatex and Ghostscript; runs ar
 
 from __future__ import annotations
 
+import json
 import math
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -75,6 +78,33 @@ def test_a_formula_that_stops_tex_is_reported_once(
     # Blamed from the log: a run, and one without it; a capacity error is confirmed alone.
     assert len(runs) <= 3 and runs[0] == len(batch)
     assert time.monotonic() - start < TIMEOUT + 10
+
+
+# A background job of a script (nohup, `cmd &` without job control) starts with SIGINT ignored,
+# and TeX inherits that; the renderer must still interrupt it, so that the log names the loop.
+IGNORING_SIGINT = f"""
+import json, signal
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+from img2latex_lib.render import LatexRenderer
+runs, compile_ = [], LatexRenderer._compile
+LatexRenderer._compile = lambda self, group: runs.append(len(group)) or compile_(self, group)
+batch = {GOOD[:2]!r} + [{STOPPERS[1].values[0]!r}] + {GOOD[2:]!r}
+results = LatexRenderer(workers=1, timeout={TIMEOUT}, screen=False).render_batch(batch)
+print(json.dumps([runs, [r.error for r in results]]))
+"""
+
+
+@needs_latex
+@pytest.mark.slow
+def test_a_loop_is_blamed_from_the_log_in_a_process_that_ignores_sigint() -> None:
+    child = subprocess.run(
+        [sys.executable, "-c", IGNORING_SIGINT], capture_output=True, text=True, timeout=120
+    )
+    assert child.returncode == 0, child.stderr
+    runs, errors = json.loads(child.stdout.splitlines()[-1])
+    assert [error is not None for error in errors] == [False, False, True, False, False, False]
+    assert "timed out" in errors[2]
+    assert runs == [6, 5], "blamed from the log, not bisected"
 
 
 def test_the_endless_loops_do_not_pass_the_screen() -> None:

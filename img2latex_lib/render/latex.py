@@ -22,6 +22,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -144,10 +145,30 @@ def _stop(process: subprocess.Popen) -> None:
     process.wait()
 
 
+# Re-enables SIGINT, then becomes the command (an exec keeps the process and its group).
+_WITH_INTERRUPT = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execvp(sys.argv[1], sys.argv[1:])"
+)
+
+
+def _interruptible(command: list[str]) -> list[str]:
+    """`command`, made to start with SIGINT at its default even where this process ignores it.
+
+    A process started with SIGINT ignored (a background job of a script, ``nohup``) passes that
+    on, and TeX then keeps ignoring it: `_stop` could only kill it, its log would end unwritten,
+    and a formula that loops could not be blamed from the log (a bisection instead). A thread
+    cannot safely reset a signal between fork and exec, so a small Python exec wrapper does.
+    """
+    if os.name != "posix" or signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        return command
+    return [sys.executable, "-I", "-S", "-c", _WITH_INTERRUPT, *command]
+
+
 def run_command(command: list[str], cwd: str, timeout: float, env: dict[str, str]) -> bool:
     """Run in its own process group; return False if it had to be stopped after `timeout` s."""
     process = subprocess.Popen(
-        command,
+        _interruptible(command),
         cwd=cwd,
         env=env,
         stdin=subprocess.DEVNULL,
