@@ -29,6 +29,7 @@ from _devtest import OUT_DIR, checkpoint_or_exit, dev_test, write_tsv
 from PIL import Image
 
 from img2latex_lib.decoding import LatexProducer
+from img2latex_lib.formats import compact
 from img2latex_lib.metrics import evaluate
 from img2latex_lib.render import LatexRenderer
 from img2latex_lib.rerank import PROBE_STYLES, RenderReranker
@@ -75,27 +76,41 @@ def decodings(producer: LatexProducer, images: list, best: str,
 
 def figure(path: Path, conditions: dict[str, list], predictions: dict[str, list[str]],
            reference: str, index: int) -> None:
-    """One formula in every style, each with its greedy prediction and whether it is exact."""
+    """One formula in every style, two columns, each image with its greedy prediction (compact
+    LaTeX, as `img2latex predict` prints it) and whether it is an exact match."""
+    import textwrap
+
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     names = list(conditions)
-    fig, axes = plt.subplots(len(names), 1, figsize=(9, 1.05 * len(names)))
-    for axis, name in zip(axes, names, strict=True):
-        image = conditions[name][index]
-        axis.imshow(image.convert("RGB"), aspect="equal")
+    rows = (len(names) + 1) // 2
+    fig, axes = plt.subplots(rows, 2, figsize=(11, 1.45 * rows + 0.6), squeeze=False)
+    for axis in axes.flat:
+        axis.set_axis_off()
+    for axis, name in zip(axes.T.flat, names, strict=False):
         text = predictions[name][index]
         mark = "exact" if normalize(text) == normalize(reference) else "wrong"
-        short = text if len(text) <= 90 else text[:87] + "..."
-        axis.set_title(f"{name} — {mark}: {short}", fontsize=7, loc="left", family="monospace")
-        axis.set_axis_off()
-    fig.suptitle(f"reference: {reference[:100]}", fontsize=8, family="monospace")
-    fig.tight_layout()
+        axis.imshow(conditions[name][index].convert("RGB"), aspect="equal")
+        axis.set_title(f"{name}: {mark}", fontsize=8, loc="left", weight="bold")
+        axis.text(0, -0.04, textwrap.shorten(compact(text), 80, placeholder=" ..."),
+                  transform=axis.transAxes, fontsize=6.5, family="monospace", va="top")
+    fig.suptitle("reference: " + textwrap.shorten(compact(reference), 110, placeholder=" ..."),
+                 fontsize=8.5, family="monospace")
+    fig.tight_layout(h_pad=1.6)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     print(f"figure: {path}", file=sys.stderr)
+
+
+def figure_index(references: list[str], wanted: int | None) -> int:
+    """`wanted`, or the first formula of 15-40 tokens: long enough to show a face, short enough
+    to read in the figure."""
+    if wanted is not None:
+        return min(wanted, len(references) - 1)
+    return next((i for i, r in enumerate(references) if 15 <= len(r.split()) <= 40), 0)
 
 
 def main() -> None:
@@ -111,8 +126,9 @@ def main() -> None:
                         help="with --best rerank: the styles of the second render check")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--figure", type=Path, default=None, help="write the style figure here")
-    parser.add_argument("--figure-index", type=int, default=3,
-                        help="which of the kept formulas the figure shows")
+    parser.add_argument("--figure-index", type=int, default=None,
+                        help="which of the kept formulas the figure shows (default: the first "
+                             "of 15-40 tokens)")
     parser.add_argument("--quick", action="store_true", help="8 formulas, greedy only")
     args = parser.parse_args()
 
@@ -164,7 +180,7 @@ def main() -> None:
     print("\nExact match and BLEU-4 after tokenizer.normalize; image match renders prediction and "
           "reference in the im2latex style and compares the bitmaps.")
     if args.figure:
-        index = min(args.figure_index, len(keep) - 1)
+        index = figure_index(references, args.figure_index)
         figure(args.figure, {name: [c[i] for i in keep] for name, c in conditions.items()},
                greedy_of, references[index], index)
 

@@ -1,4 +1,5 @@
-"""Checkpoint folders: save (atomically), load and check, export, and find the shipped one.
+"""Checkpoint folders: save (atomically), load and check, export (or average two), and find
+the shipped one.
 
 A checkpoint is a folder with ``config.json``, ``vocab.json`` and ``model.weights.h5`` (and, for a
 training run, ``optimizer.npz`` and ``state.json``). Writes go to a staging folder that is renamed
@@ -182,6 +183,32 @@ def export_checkpoint(source: str | Path, target: str | Path) -> Path:
     model, vocab, _ = load_from_checkpoint(source)
     if Path(target).resolve() == existing_checkpoint(Path(source)).resolve():
         raise CheckpointError(f"{target}: export to another folder than the checkpoint's")
+    return save_checkpoint(target, model, vocab)
+
+
+def average_checkpoints(
+    first: str | Path, second: str | Path, target: str | Path, weight: float = 0.5
+) -> Path:
+    """Export a checkpoint whose weights are ``(1 - weight) * first + weight * second``.
+
+    For two fine-tunes of one model (a warm start and the run that continued it), the average
+    often keeps most of what the second learned and loses less of what the first knew (weight
+    averaging, "model soups", Wortsman et al. 2022). Vocabularies and weight shapes must agree.
+    """
+    if not 0.0 <= weight <= 1.0:
+        raise CheckpointError(f"--weight {weight:g}: give a weight from 0 to 1")
+    model, vocab, _ = load_from_checkpoint(first)
+    other, other_vocab, _ = load_from_checkpoint(second)
+    if vocab.id_to_token != other_vocab.id_to_token:
+        raise CheckpointError(f"{second}: its vocabulary differs from {first}'s")
+    mine, theirs = model.get_weights(), other.get_weights()
+    if [w.shape for w in mine] != [w.shape for w in theirs]:
+        raise CheckpointError(f"{second}: its architecture differs from {first}'s")
+    model.set_weights([(1 - weight) * a + weight * b for a, b in zip(mine, theirs, strict=True)])
+    resolved = Path(target).resolve()
+    for source in (first, second):
+        if resolved == existing_checkpoint(Path(source)).resolve():
+            raise CheckpointError(f"{target}: export to another folder than the checkpoints'")
     return save_checkpoint(target, model, vocab)
 
 

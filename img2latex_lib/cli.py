@@ -257,8 +257,9 @@ def _add_styles(sub) -> None:
 
 
 def _add_export(sub) -> None:
-    p = sub.add_parser("export", help="copy a checkpoint without its optimizer state, or "
-                       "write it as ONNX graphs (--format onnx)", parents=[_common()])
+    p = sub.add_parser("export", help="copy a checkpoint without its optimizer state (or "
+                       "the weight average of two: --average), or write it as ONNX graphs "
+                       "(--format onnx)", parents=[_common()])
     p.add_argument("checkpoint", type=Path)
     p.add_argument("out", type=Path, help="new checkpoint folder, or the ONNX export's folder")
     p.add_argument("--format", choices=["keras", "onnx"], default="keras",
@@ -266,6 +267,11 @@ def _add_export(sub) -> None:
                    "vocabulary and preprocessing settings, for predict --runtime onnx")
     p.add_argument("--float16", action="store_true",
                    help="with --format onnx: store the weights as float16 (half the size)")
+    p.add_argument("--average", type=Path, metavar="OTHER",
+                   help="export the weight average of CHECKPOINT and OTHER (two fine-tunes of "
+                   "one model; same vocabulary and architecture)")
+    p.add_argument("--weight", type=float, default=0.5,
+                   help="with --average: OTHER's share of the average (default 0.5)")
 
 
 def _add_pseudo_label(sub) -> None:
@@ -667,6 +673,9 @@ def cmd_render(args) -> None:
 
 
 def cmd_export(args) -> None:
+    if args.average is not None and args.format == "onnx":
+        raise ValueError("--average writes a Keras checkpoint: average first, then export that "
+                         "with --format onnx")
     if args.format == "onnx":
         from .export import export_onnx
 
@@ -677,9 +686,12 @@ def cmd_export(args) -> None:
         return
     if args.float16:
         raise ValueError("--float16 applies to --format onnx only")
-    from .checkpoints import WEIGHTS_FILE, export_checkpoint
+    from .checkpoints import WEIGHTS_FILE, average_checkpoints, export_checkpoint
 
-    out = export_checkpoint(args.checkpoint, args.out)
+    if args.average is not None:
+        out = average_checkpoints(args.checkpoint, args.average, args.out, args.weight)
+    else:
+        out = export_checkpoint(args.checkpoint, args.out)
     print(f"{out}: {(out / WEIGHTS_FILE).stat().st_size / 1e6:.1f} MB of weights")
 
 

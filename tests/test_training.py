@@ -8,6 +8,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 
@@ -108,6 +109,35 @@ def test_export_keeps_the_model_and_drops_the_optimizer(small_dataset, tmp_path)
     images = [str(image) for image in dataset.images[:3]]
     assert LatexProducer(shipped).predict(images) == LatexProducer(trained).predict(images)
     assert main(["export", str(trained), str(trained)]) == 1
+
+
+def test_export_average_is_the_weighted_mean_of_two_checkpoints(tmp_path, capsys):
+    from img2latex_lib.cli import main
+
+    vocab = Vocab.build(FORMULAS)
+    config = Config(**{**SMALL, "vocab_size": len(vocab)})
+    first = save_checkpoint(tmp_path / "first", build_model(config, verbose=False), vocab)
+    keras.utils.set_random_seed(1)
+    second = save_checkpoint(tmp_path / "second", build_model(config, verbose=False), vocab)
+    a, b = (load_from_checkpoint(c)[0].get_weights() for c in (first, second))
+    assert any(not np.allclose(x, y) for x, y in zip(a, b, strict=True))
+
+    out = tmp_path / "soup"
+    assert main(["export", str(first), str(out), "--average", str(second), "--weight",
+                 "0.25"]) == 0
+    for mixed, x, y in zip(load_from_checkpoint(out)[0].get_weights(), a, b, strict=True):
+        np.testing.assert_allclose(mixed, 0.75 * x + 0.25 * y, rtol=1e-5, atol=1e-6)
+
+    other = Vocab.build(["p q r"])
+    wider = save_checkpoint(tmp_path / "other", build_model(
+        Config(**{**SMALL, "vocab_size": len(other)}), verbose=False), other)
+    capsys.readouterr()
+    assert main(["export", str(first), str(tmp_path / "x"), "--average", str(wider)]) == 1
+    assert "vocabulary differs" in capsys.readouterr().err
+    assert main(["export", str(first), str(tmp_path / "y"), "--average", str(second),
+                 "--weight", "1.5"]) == 1
+    assert main(["export", str(first), str(first), "--average", str(second)]) == 1
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
 
 
 def test_load_from_checkpoint_explains_what_is_wrong(tmp_path):
