@@ -177,12 +177,18 @@ def load_weights(model: keras.Model, path: Path, against: str) -> None:
                               f"({reason})") from None
 
 
+def _refuse_to_overwrite(target: str | Path, *sources: str | Path) -> None:
+    """An export must not replace a checkpoint it reads."""
+    resolved = Path(target).resolve()
+    if any(resolved == existing_checkpoint(Path(source)).resolve() for source in sources):
+        raise CheckpointError(f"{target}: export to another folder than the checkpoint's")
+
+
 def export_checkpoint(source: str | Path, target: str | Path) -> Path:
     """Copy a checkpoint for shipping: config, vocabulary and the model's weights only (a
     training checkpoint's weights file also holds the optimizer's moments, twice the model)."""
     model, vocab, _ = load_from_checkpoint(source)
-    if Path(target).resolve() == existing_checkpoint(Path(source)).resolve():
-        raise CheckpointError(f"{target}: export to another folder than the checkpoint's")
+    _refuse_to_overwrite(target, source)
     return save_checkpoint(target, model, vocab)
 
 
@@ -197,6 +203,7 @@ def average_checkpoints(
     """
     if not 0.0 <= weight <= 1.0:
         raise CheckpointError(f"--weight {weight:g}: give a weight from 0 to 1")
+    _refuse_to_overwrite(target, first, second)
     model, vocab, _ = load_from_checkpoint(first)
     other, other_vocab, _ = load_from_checkpoint(second)
     if vocab.id_to_token != other_vocab.id_to_token:
@@ -205,10 +212,6 @@ def average_checkpoints(
     if [w.shape for w in mine] != [w.shape for w in theirs]:
         raise CheckpointError(f"{second}: its architecture differs from {first}'s")
     model.set_weights([(1 - weight) * a + weight * b for a, b in zip(mine, theirs, strict=True)])
-    resolved = Path(target).resolve()
-    for source in (first, second):
-        if resolved == existing_checkpoint(Path(source)).resolve():
-            raise CheckpointError(f"{target}: export to another folder than the checkpoints'")
     return save_checkpoint(target, model, vocab)
 
 
