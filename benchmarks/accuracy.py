@@ -41,7 +41,7 @@ from img2latex_lib.datasets import Sample
 from img2latex_lib.decoding import LatexProducer
 from img2latex_lib.metrics import bleu4, evaluate, exact_match, format_table
 from img2latex_lib.render import LatexRenderer
-from img2latex_lib.rerank import DEFAULT_TOLERANCE, RenderReranker, chosen_index, pooled
+from img2latex_lib.rerank import DEFAULT_TOLERANCE, RenderReranker, pooled, trusted_choices
 from img2latex_lib.tokenizer import normalize
 
 COLUMNS = {
@@ -89,9 +89,10 @@ def reranked(samples: list[Sample], candidates: list[list[str]],
              tolerances: list[float]) -> tuple[dict[float, list[str]], float]:
     """The render-checked choice at each tolerance, and the seconds per image it adds."""
     start = time.perf_counter()
-    distances = RenderReranker().distances([s.image for s in samples], candidates)
+    reranker = RenderReranker()
+    distances = reranker.distances([s.image for s in samples], candidates)
     seconds = (time.perf_counter() - start) / len(samples)
-    return {t: [c[chosen_index(d, t)] for c, d in zip(candidates, distances, strict=True)]
+    return {t: trusted_choices(candidates, distances, reranker.matched_styles, t)
             for t in tolerances}, seconds
 
 

@@ -200,7 +200,7 @@ def _add_predict(sub) -> None:
     p.add_argument("--rerank", action="store_true",
                    help="with --beam N: render the beam's candidates and keep the one that "
                    "reproduces the image (in the im2latex style unless --rerank-styles; "
-                   "needs pdflatex)")
+                   "needs pdflatex); where none reproduces it closely, the beam's first stays")
     p.add_argument("--rerank-styles", default=None, metavar="NAMES",
                    help="with --rerank: comma-separated styles (img2latex styles) to render the "
                    "candidates in; each image is compared in the one that matches it best. "

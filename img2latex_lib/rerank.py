@@ -12,14 +12,17 @@ by the picture. An image at another zoom (a screenshot at 2x, a half-size crop) 
 in size; it is compared again with its ink scaled to each render's ink box, wherever the two boxes
 have the same aspect ratio (:func:`rescaled_distance`). That comparison is blunter (the
 rasterisations differ) but still tells a changed symbol from the right one. An image no candidate
-matches either way keeps the beam's first candidate. A second model's beam (:func:`pooled` after
-the first's) adds candidates the first did not think of: another model's mistakes differ.
+matches either way, or matches only loosely (further than :data:`DEFAULT_MATCH_LIMIT`), keeps the
+beam's first candidate: renders that do not reproduce the image cannot say which is right. A
+second model's beam (:func:`pooled` after the first's) adds candidates the first did not think
+of: another model's mistakes differ.
 
 An image typeset another way (Times, a web page's KaTeX, a slide's sans-serif) matches no
-im2latex-style render. With ``styles`` (e.g. :data:`PROBE_STYLES`), the beam's first candidate is
-rendered in each of those styles first, the style whose render matches the image best is kept
-for that image, and its candidates are compared in that style: the nearest face stands in for the
-unknown one.
+im2latex-style render. With ``styles`` (e.g. :data:`PROBE_STYLES`), the candidates are rendered
+in each of those styles, and for each image the style whose best render matches it best is kept:
+its candidates are compared in that style, the nearest face standing in for the unknown one.
+Where no probe style is the image's own face (a TeX Gyre face, a JPEG screenshot), its best match
+stays loose and the match limit hands the choice back to the model.
 """
 
 from __future__ import annotations
@@ -39,6 +42,15 @@ from .selftrain import Verifier
 #: pixels' worth of unexplained ink) a better-scored candidate may match and still be chosen.
 #: Chosen on val ids 6975-7474 (never trained on); see ``benchmarks/accuracy.py --rerank``.
 DEFAULT_TOLERANCE = 0.5
+#: The loosest match (same units) that the check trusts: when even the best-matching candidate is
+#: further from the image, no render reproduces it and the beam's first candidate is kept. The
+#: right candidate in the image's own face matches within a pixel or so; a near face (Termes for
+#: Times) or a JPEG's blur leaves every candidate several pixels off. Chosen on the calibration
+#: slice (val ids 6975-7474) in the real images and 16 styles; see docs/decoding.md.
+DEFAULT_MATCH_LIMIT = 2.0
+#: The same for a comparison rescaled to another zoom, which is blunter (the right candidate of a
+#: half-size or 1.5x image is 0.6-3.8 off).
+RESCALED_MATCH_LIMIT = 4.0
 #: One style of each family of faces people screenshot, tried in this order when the image's
 #: style is unknown (``RenderReranker(styles=PROBE_STYLES)``, ``predict --rerank-styles``).
 PROBE_STYLES = ("im2latex", "times", "palatino", "sans", "katex", "mathjax")
@@ -57,6 +69,17 @@ def chosen_index(distances: Sequence[float], tolerance: float = DEFAULT_TOLERANC
         return 0
     best = min(finite)
     return next(k for k, d in enumerate(distances) if d <= best + tolerance)
+
+
+def trusted_choices(candidate_lists: Sequence[Sequence[str]],
+                    distances: Sequence[Sequence[float]], matched_styles: Sequence[str | None],
+                    tolerance: float = DEFAULT_TOLERANCE) -> list[str]:
+    """Each image's :func:`chosen_index` candidate where a style matched it within the limit
+    (:attr:`RenderReranker.matched_styles`), else its first ("" for no candidates)."""
+    return [(candidates[chosen_index(found, tolerance)] if style is not None else candidates[0])
+            if candidates else ""
+            for candidates, found, style in zip(candidate_lists, distances, matched_styles,
+                                                strict=True)]
 
 
 @dataclass(frozen=True)
@@ -82,13 +105,15 @@ def _rescaled(gray: np.ndarray, render: RenderResult, factor: int) -> float:
     return rescaled_distance(gray, np.asarray(render.image.convert("L")), factor)
 
 
-def _distances(gray: np.ndarray, renders: Sequence[RenderResult], factor: int) -> list[float]:
-    """Each render's distance to the image; rescaled comparisons only where none matches as is,
-    so that one image's candidates are always compared the same way."""
+def _distances(gray: np.ndarray, renders: Sequence[RenderResult],
+               factor: int) -> tuple[list[float], bool]:
+    """Each render's distance to the image, and whether they were rescaled: rescaled comparisons
+    only where none matches as is, so that one image's candidates are always compared the same
+    way."""
     distances = [_distance(gray, r, factor) for r in renders]
     if renders and not any(map(math.isfinite, distances)):
-        distances = [_rescaled(gray, r, factor) for r in renders]
-    return distances
+        return [_rescaled(gray, r, factor) for r in renders], True
+    return distances, False
 
 
 class RenderReranker:
@@ -98,18 +123,25 @@ class RenderReranker:
     im2latex style (default: pdflatex in the im2latex style); its threshold and margin play no
     part here. ``styles``: the styles tried for each image (names of :mod:`img2latex_lib.styles`;
     those whose tools are missing here are left out); the default is the im2latex style alone.
+    ``match_limit`` and ``rescaled_match_limit``: the loosest best match trusted, as is and
+    rescaled to another zoom; an image matched more loosely keeps the beam's first candidate.
     """
 
     def __init__(self, tolerance: float = DEFAULT_TOLERANCE, verifier: Verifier | None = None,
-                 styles: Sequence[str] = ("im2latex",)):
+                 styles: Sequence[str] = ("im2latex",),
+                 match_limit: float = DEFAULT_MATCH_LIMIT,
+                 rescaled_match_limit: float = RESCALED_MATCH_LIMIT):
         if not styles:
             raise ValueError("the render check needs at least one style")
         self.tolerance = tolerance
+        self.match_limit = match_limit
+        self.rescaled_match_limit = rescaled_match_limit
         self.verifier = verifier or Verifier()
         self.styles = tuple(styles)
         self._check_styles: list[_CheckStyle] | None = None
         self.matched_styles: list[str | None] = []
-        """The style each image of the last call was compared in (None: no candidate matched)."""
+        """The style each image of the last call was compared in (None: no candidate matched
+        within the match limit, so the beam's first is kept)."""
 
     def check_styles(self) -> list[_CheckStyle]:
         """The styles tried, with their renderers (built once; unavailable styles left out)."""
@@ -132,7 +164,8 @@ class RenderReranker:
                   candidate_lists: Sequence[Sequence[str]]) -> list[list[float]]:
         """Each candidate's :func:`compare.image_distance` to its image, or where none matches
         the image's size, its :func:`rescaled_distance` (inf: no render, or no match), in the
-        style whose best candidate matches the image best. Sets :attr:`matched_styles`."""
+        style whose best candidate matches the image best. Sets :attr:`matched_styles` (None
+        where even that match is looser than the limit)."""
         grays = [np.asarray(load_image(image)) for image in images]
         flat = [c for candidates in candidate_lists for c in candidates]
         per_style = []
@@ -142,16 +175,17 @@ class RenderReranker:
                               for gray, candidates in zip(grays, candidate_lists, strict=True)])
         out, self.matched_styles = [], []
         for k in range(len(grays)):
-            closest = [min(found[k], default=math.inf) for found in per_style]
+            closest = [min(found[k][0], default=math.inf) for found in per_style]
             best = min(range(len(per_style)), key=lambda i: (closest[i], i))
-            out.append(per_style[best][k])
+            distances, rescaled = per_style[best][k]
+            limit = self.rescaled_match_limit if rescaled else self.match_limit
+            out.append(distances)
             self.matched_styles.append(
-                self.check_styles()[best].name if math.isfinite(closest[best]) else None)
+                self.check_styles()[best].name if closest[best] <= limit else None)
         return out
 
     def choose(self, images: Sequence[ImageSource],
                candidate_lists: Sequence[Sequence[str]]) -> list[str]:
         """The chosen candidate of each image (an empty list of candidates gives "")."""
-        return [candidates[chosen_index(distances, self.tolerance)] if candidates else ""
-                for candidates, distances in zip(
-                    candidate_lists, self.distances(images, candidate_lists), strict=True)]
+        return trusted_choices(candidate_lists, self.distances(images, candidate_lists),
+                               self.matched_styles, self.tolerance)

@@ -13,7 +13,7 @@ from img2latex_lib.cli import main
 from img2latex_lib.compare import rescaled_distance
 from img2latex_lib.decoding import LatexProducer
 from img2latex_lib.render import LatexRenderer, latex_available
-from img2latex_lib.rerank import RenderReranker, chosen_index, pooled
+from img2latex_lib.rerank import RenderReranker, chosen_index, pooled, trusted_choices
 from img2latex_lib.selftrain import Verifier
 from img2latex_lib.styles import STYLES, missing, style_renderer
 from tests.test_cli import checkpoint, images  # noqa: F401  (fixtures)
@@ -35,6 +35,12 @@ WRONG = r"\frac { a + d } { c _ { 1 } } = \alpha ^ { 2 } - x _ { i }"  # one sym
 ])
 def test_chosen_index_prefers_the_best_scored_among_close_matches(distances, tolerance, index):
     assert chosen_index(distances, tolerance) == index
+
+
+def test_trusted_choices_keep_the_first_candidate_where_no_style_matched():
+    lists = [["a", "b"], ["c", "d"], []]
+    distances = [[3.0, 0.1], [3.0, 0.1], []]
+    assert trusted_choices(lists, distances, ["times", None, None]) == ["b", "c", ""]
 
 
 def test_pooled_keeps_each_lists_order_and_each_candidate_once():
@@ -150,6 +156,21 @@ def test_an_image_in_another_face_is_compared_in_the_style_that_matches_it(face,
     assert styled.matched_styles == [face]
     assert styled.choose([image, typeset], [[WRONG, FORMULA], [WRONG, FORMULA]]) == [FORMULA] * 2
     assert styled.matched_styles == [face, "im2latex"]  # each image in its own style
+
+
+@needs_latex
+def test_an_image_in_a_face_no_probe_style_has_keeps_the_beams_first():
+    image = style_renderer("sans").render(FORMULA)  # sans-serif: neither Computer Modern nor Times
+    loose = RenderReranker(styles=("im2latex", "times"), match_limit=math.inf,
+                           rescaled_match_limit=math.inf)
+    assert min(loose.distances([image], [[WRONG, FORMULA]])[0]) > 4.0
+    assert loose.matched_styles != [None]
+    strict = RenderReranker(styles=("im2latex", "times"))
+    assert strict.choose([image], [[WRONG, FORMULA]]) == [WRONG]  # the model's choice stands
+    assert strict.matched_styles == [None]
+    own_face = RenderReranker(styles=("im2latex", "sans"))
+    assert own_face.choose([image], [[WRONG, FORMULA]]) == [FORMULA]
+    assert own_face.matched_styles == ["sans"]
 
 
 @needs_latex
