@@ -46,7 +46,7 @@ DEFAULT_TOLERANCE = 0.5
 #: further from the image, no render reproduces it and the beam's first candidate is kept. The
 #: right candidate in the image's own face matches within a pixel or so; a near face (Termes for
 #: Times) or a JPEG's blur leaves every candidate several pixels off. Chosen on the calibration
-#: slice (val ids 6975-7474) in the real images and 16 styles; see docs/decoding.md.
+#: slice (val ids 6975-7474) in the real images and 12 styles; see docs/decoding.md.
 DEFAULT_MATCH_LIMIT = 2.0
 #: The same for a comparison rescaled to another zoom, which is blunter (the right candidate of a
 #: half-size or 1.5x image is 0.6-3.8 off).
